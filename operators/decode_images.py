@@ -1,0 +1,144 @@
+"""CPU stage ahead of an image model: decode, orient, convert to RGB, resize and crop with the
+model's own image processor. Pixels leave as uint8 (4x less to move than float32); the model
+actor rescales and normalises on its device."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image, ImageOps
+
+from operators.arrow_tensors import tensor_to_arrow
+from operators.model_files import local_model_dir
+from operators.row_errors import add_error_columns, describe, good_rows, mark_errors
+
+STAGE = "decode"
+# Our own pixel limit replaces PIL's global one, so the reason names the config key.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@lru_cache(maxsize=4)
+def load_image_processor(model_path: str, revision: str | None = None):
+    """The checkpoint's image processor, loaded once per worker process."""
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(local_model_dir(model_path, revision))
+
+
+def image_bytes(value: Any) -> bytes:
+    """Encoded bytes from a binary cell or a Hugging Face {bytes, path} image struct."""
+    if isinstance(value, dict):
+        value = value.get("bytes")
+    if value is None:
+        raise ValueError("missing image (null)")
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise ValueError(f"image cell is {type(value).__name__}, not bytes")
+    if len(value) == 0:
+        raise ValueError("empty file (0 bytes)")
+    return bytes(value)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """A fully decoded, upright RGB image; raises with a readable reason otherwise."""
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ValueError(
+            f"image is {width}x{height} = {width * height} pixels, over "
+            f"preprocess.max_pixels={max_pixels} (possible decompression bomb)"
+        )
+    image.load()  # surfaces truncated and corrupt data here, not in the processor
+    image = ImageOps.exif_transpose(image)
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for any PIL mode: alpha over white, 16-bit and float scaled, palettes expanded."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = (
+            1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
+        )
+        gray = np.clip(values / peak * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_images(
+    table: pa.Table,
+    *,
+    model_path: str,
+    image_column: str,
+    revision: str | None = None,
+    max_pixels: int = 178_956_970,
+    keep_image: bool = False,
+) -> pa.Table:
+    """Adds `pixel_values` (uint8, N x 3 x H x W); undecodable images become errors."""
+    processor = load_image_processor(model_path, revision)
+    table = add_error_columns(table)
+    images: list[Image.Image | None] = []
+    reasons: list[str | None] = []
+    for value, ok in zip(table[image_column].to_pylist(), good_rows(table), strict=True):
+        image, reason = None, None
+        if ok:
+            try:
+                image = open_image(image_bytes(value), max_pixels)
+            except Exception as error:  # any decoder failure is this row's, not the batch's
+                reason = describe(error)
+        images.append(image)
+        reasons.append(reason)
+    pixels, failures = _process(processor, images)
+    reasons = [reason or failure for reason, failure in zip(reasons, failures, strict=True)]
+    table = mark_errors(table, reasons, STAGE)
+    if not keep_image:
+        table = table.drop_columns([image_column])
+    return table.append_column("pixel_values", tensor_to_arrow(pixels))
+
+
+def _process(processor, images: list[Image.Image | None]) -> tuple[np.ndarray, list[str | None]]:
+    """Resize and crop every decoded image; a failing image is retried alone and reported."""
+    shape = _output_shape(processor)
+    pixels = np.zeros((len(images), *shape), dtype=np.uint8)
+    failures: list[str | None] = [None] * len(images)
+    rows = [i for i, image in enumerate(images) if image is not None]
+    if not rows:
+        return pixels, failures
+    try:
+        pixels[rows] = _to_uint8(_pixel_values(processor, [images[i] for i in rows]))
+    except Exception:
+        for i in rows:
+            try:
+                pixels[i] = _to_uint8(_pixel_values(processor, [images[i]]))[0]
+            except Exception as error:
+                failures[i] = describe(error)
+    return pixels, failures
+
+
+def _pixel_values(processor, images: list[Image.Image]) -> np.ndarray:
+    out = processor(images=images, return_tensors="np", do_rescale=False, do_normalize=False)
+    return np.asarray(out["pixel_values"])
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _output_shape(processor) -> tuple[int, int, int]:
+    """(3, H, W) the processor produces, probed once per processor."""
+    shape = getattr(processor, "_rayjobs_shape", None)
+    if shape is None:
+        shape = tuple(_pixel_values(processor, [Image.new("RGB", (64, 48))]).shape[1:])
+        processor._rayjobs_shape = shape
+    return shape

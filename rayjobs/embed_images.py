@@ -1,0 +1,60 @@
+"""Embed images: one vector per image, from a folder of files or a Parquet column of bytes.
+
+    python -m rayjobs.embed_images input.path=photos/ output.path=out/photos
+
+read shards (Ray tasks; file bytes fetched concurrently) -> decode, orient, resize and crop with
+the model's image processor (CPU tasks; bad images become error rows) -> ImageEmbedder (actor
+pool, one model per actor, on a GPU when the cluster has one) -> write Parquet: data/ (id,
+embedding, output.columns), errors/ (id, stage, reason), then the run record and _SUCCESS.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from operators.decode_images import decode_images
+from rayjobs.cli import run_cli
+from rayjobs.job_run import RunResult, start_job
+from rayjobs.model_stage import ModelStage
+from rayjobs.read_input import read_input
+from rayjobs.write_results import write_results
+
+
+def run(cfg: DictConfig) -> RunResult:
+    image = cfg.input.image_column or "image"
+    from_table = cfg.input.format == "parquet"
+    job = start_job(
+        cfg, inputs=("pixel_values",), columns={"input.image_column": image if from_table else None}
+    )
+    if job.result:  # this exact job already finished in output.path
+        return job.result
+    keep = list(cfg.output.columns)
+
+    rows = read_input(job.plan, job.todo, cfg.input, columns=[image, *keep] if from_table else keep)
+    pixels = rows.map_batches(
+        decode_images,
+        fn_kwargs={
+            "model_path": cfg.model.path,
+            "revision": cfg.model.get("revision"),
+            "image_column": image,
+            "max_pixels": cfg.preprocess.max_pixels,
+            "keep_image": image in keep,
+        },
+        **job.task_args(),
+    )
+    embedded = pixels.map_batches(ModelStage, **job.model_args())
+    manifest = embedded.map_batches(
+        write_results,
+        fn_kwargs={"output": job.write_options(["embedding"])},
+        batch_size=cfg.input.shard_rows,
+        batch_format="pyarrow",
+    )
+    return job.finish(manifest)
+
+
+def main() -> None:
+    run_cli("embed_images")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Embed texts: one vector per row of a Parquet text column.
+
+    python -m rayjobs.embed_texts input.path=texts.parquet input.text_column=text output.path=out/
+
+read shards (Ray tasks) -> tokenize + length-sort (CPU tasks) -> TextEmbedder (actor pool,
+one model per actor, on a GPU when the cluster has one) -> write Parquet: data/ (id, embedding,
+truncated, output.columns), errors/ (id, stage, reason), then the run record and _SUCCESS.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from operators.tokenize_texts import tokenize_texts
+from rayjobs.cli import run_cli
+from rayjobs.job_run import RunResult, start_job
+from rayjobs.model_stage import ModelStage
+from rayjobs.read_input import read_input
+from rayjobs.write_results import write_results
+
+
+def run(cfg: DictConfig) -> RunResult:
+    text = cfg.input.text_column
+    job = start_job(cfg, inputs=("input_ids",), columns={"input.text_column": text})
+    if job.result:  # this exact job already finished in output.path
+        return job.result
+    keep = list(cfg.output.columns)
+
+    rows = read_input(job.plan, job.todo, cfg.input, columns=[text, *keep])
+    tokens = rows.map_batches(
+        tokenize_texts,
+        fn_kwargs={
+            "model_path": cfg.model.path,
+            "revision": cfg.model.get("revision"),
+            "text_column": text,
+            "keep_text": text in keep,
+        },
+        **job.task_args(),
+    )
+    embedded = tokens.map_batches(ModelStage, **job.model_args())
+    manifest = embedded.map_batches(
+        write_results,
+        fn_kwargs={"output": job.write_options(["embedding", "truncated"])},
+        batch_size=cfg.input.shard_rows,
+        batch_format="pyarrow",
+    )
+    return job.finish(manifest)
+
+
+def main() -> None:
+    run_cli("embed_texts")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Read a job's input as numbered shards: the unit of work, progress and resume.
+
+The driver only lists files and reads Parquet footers; rows are read inside Ray tasks. A shard
+is a row range of one Parquet file or a list of image files; its number never changes while the
+input does not, which is what lets a re-run skip finished shards.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from operators.row_errors import ERROR, ERROR_STAGE, describe
+from rayjobs.config_error import ConfigError
+from rayjobs.storage import filesystem
+
+SHARD = "_shard"
+ROW = "_row"
+READ_STAGE = "read"
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    rows: int
+    path: str = ""  # parquet: the file
+    start: int = 0  # parquet: first row in the file
+    files: tuple[str, ...] = field(default_factory=tuple)  # images: the files, relative to root
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """Everything the driver learnt about the input before Ray starts."""
+
+    root: str
+    shards: list[Shard]
+    schema: pa.Schema | None  # parquet only
+    files: int
+
+    @property
+    def rows(self) -> int:
+        return sum(shard.rows for shard in self.shards)
+
+    def fingerprint_source(self) -> dict[str, Any]:
+        return {"files": self.files, "rows": self.rows, "shards": len(self.shards)}
+
+
+def plan_input(cfg: Mapping[str, Any], limit: int | None = None) -> InputPlan:
+    """List the input and cut it into shards; a missing or empty input is a ConfigError."""
+    fs, root = filesystem(cfg["path"], cfg.get("storage_options"))
+    if not fs.exists(root):
+        raise ConfigError("input.path", f"{cfg['path']!r} does not exist")
+    if cfg["format"] == "parquet":
+        plan = _plan_parquet(fs, root, cfg)
+    elif cfg["format"] == "images":
+        plan = _plan_images(fs, root, cfg)
+    else:
+        raise ConfigError("input.format", f"must be parquet or images, got {cfg['format']!r}")
+    if plan.rows == 0:
+        raise ConfigError("input.path", f"{cfg['path']!r} holds no rows")
+    return _limited(plan, limit) if limit is not None else plan
+
+
+def _plan_parquet(fs, root: str, cfg: Mapping[str, Any]) -> InputPlan:
+    if fs.isdir(root):
+        files = sorted(p for p in fs.find(root) if p.endswith(".parquet") and not _hidden(p, root))
+    else:
+        files = sorted(fs.glob(root)) if any(c in root for c in "*?[") else [root]
+    if not files:
+        raise ConfigError("input.path", f"no .parquet files under {cfg['path']!r}")
+
+    def footer(path: str) -> pq.FileMetaData:
+        with fs.open(path, "rb") as handle:
+            return pq.ParquetFile(handle).metadata
+
+    try:
+        with ThreadPoolExecutor(16) as pool:  # footers of many remote files: latency-bound
+            footers = list(pool.map(footer, files))
+    except Exception as error:
+        raise ConfigError("input.path", f"cannot read Parquet footers: {describe(error)}") from None
+    step = int(cfg.get("shard_rows") or 4096)
+    shards: list[Shard] = []
+    for path, meta in zip(files, footers, strict=True):
+        for start in range(0, meta.num_rows, step):
+            shards.append(Shard(len(shards), min(step, meta.num_rows - start), path=path, start=start))
+    base = root if fs.isdir(root) else posixpath.dirname(files[0])
+    return InputPlan(base, shards, footers[0].schema.to_arrow_schema(), len(files))
+
+
+def _plan_images(fs, root: str, cfg: Mapping[str, Any]) -> InputPlan:
+    extensions = tuple(e.lower() for e in cfg.get("extensions") or ())
+    if fs.isdir(root):
+        found = sorted(p for p in fs.find(root) if p.lower().endswith(extensions) and not _hidden(p, root))
+        files = [posixpath.relpath(p, root) for p in found]
+    else:
+        root, files = posixpath.dirname(root), [posixpath.basename(root)]
+    if not files:
+        raise ConfigError("input.path", f"no image files ({', '.join(extensions)}) under {cfg['path']!r}")
+    step = int(cfg.get("shard_rows") or 512)
+    shards = [
+        Shard(i, len(chunk), files=tuple(chunk))
+        for i, chunk in enumerate(files[start : start + step] for start in range(0, len(files), step))
+    ]
+    return InputPlan(root, shards, None, len(files))
+
+
+def _hidden(path: str, root: str) -> bool:
+    return any(part.startswith((".", "_")) for part in posixpath.relpath(path, root).split("/"))
+
+
+def _limited(plan: InputPlan, limit: int) -> InputPlan:
+    shards, left = [], limit
+    for shard in plan.shards:
+        if left <= 0:
+            break
+        take = min(left, shard.rows)
+        files = shard.files[:take] if shard.files else ()
+        shards.append(Shard(shard.index, take, shard.path, shard.start, files))
+        left -= take
+    return InputPlan(plan.root, shards, plan.schema, plan.files)
+
+
+def read_input(plan: InputPlan, shards: list[Shard], cfg: Mapping[str, Any], columns: list[str]):
+    """A Ray Dataset of the shards' rows: _shard, _row, id, the `columns` asked for, error columns."""
+    import ray.data
+
+    items = [asdict(shard) for shard in shards]
+    options = {
+        "url": str(cfg["path"]),
+        "root": plan.root,
+        "storage_options": dict(cfg.get("storage_options") or {}),
+        "id_column": cfg.get("id_column"),
+        "image_column": cfg.get("image_column") or "image",
+        "columns": list(dict.fromkeys(columns)),
+    }
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        read_shards, batch_size=1, batch_format="pyarrow", fn_kwargs={"options": options}
+    )
+
+
+def read_shards(table: pa.Table, *, options: dict[str, Any]) -> pa.Table:
+    """Ray task: the rows of the shards described by `table` (one shard per row)."""
+    parts = []
+    for spec in table.to_pylist():
+        spec["files"] = tuple(spec.get("files") or ())
+        shard = Shard(**spec)
+        parts.append(_read_parquet(shard, options) if shard.path else _read_images(shard, options))
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def _read_parquet(shard: Shard, options: dict[str, Any]) -> pa.Table:
+    fs, _ = filesystem(options["url"], options["storage_options"])
+    wanted = list(dict.fromkeys(c for c in [options["id_column"], *options["columns"]] if c))
+    with fs.open(shard.path, "rb") as handle:
+        data = _read_rows(pq.ParquetFile(handle), shard.start, shard.rows, wanted)
+    if options["id_column"]:
+        ids = data[options["id_column"]]
+    else:
+        name = posixpath.relpath(shard.path, options["root"])
+        ids = pa.array([f"{name}:{shard.start + i}" for i in range(shard.rows)])
+    table = pa.table({SHARD: _shard_column(shard), ROW: pa.array(range(shard.rows), pa.int64()), "id": ids})
+    for column in options["columns"]:
+        table = table.append_column(column, data[column])
+    return _with_read_errors(table, [None] * shard.rows)
+
+
+def _read_rows(file: pq.ParquetFile, start: int, count: int, columns: list[str]) -> pa.Table:
+    """Rows [start, start+count) reading only the row groups that hold them."""
+    meta, first, groups, offset = file.metadata, 0, [], 0
+    for group in range(meta.num_row_groups):
+        size = meta.row_group(group).num_rows
+        if first + size > start and first < start + count:
+            if not groups:
+                offset = start - first
+            groups.append(group)
+        first += size
+    return file.read_row_groups(groups, columns=columns).slice(offset, count)
+
+
+def _read_images(shard: Shard, options: dict[str, Any]) -> pa.Table:
+    fs, _ = filesystem(options["url"], options["storage_options"])
+    paths = [posixpath.join(options["root"], name) for name in shard.files]
+    # One call fetches the whole shard concurrently on object stores.
+    fetched = fs.cat(paths, on_error="return") if len(paths) > 1 else _cat_one(fs, paths[0])
+    blobs, reasons = [], []
+    for path in paths:
+        value = fetched.get(path, FileNotFoundError(path))
+        if isinstance(value, BaseException):
+            blobs.append(None)
+            reasons.append(describe(value))
+        else:
+            blobs.append(value)
+            reasons.append(None)
+    table = pa.table(
+        {
+            SHARD: _shard_column(shard),
+            ROW: pa.array(range(shard.rows), pa.int64()),
+            "id": pa.array(list(shard.files), pa.string()),
+            options["image_column"]: pa.array(blobs, pa.binary()),
+        }
+    )
+    return _with_read_errors(table, reasons)
+
+
+def _cat_one(fs, path: str) -> dict[str, Any]:
+    try:
+        return {path: fs.cat_file(path)}
+    except Exception as error:
+        return {path: error}
+
+
+def _shard_column(shard: Shard) -> pa.Array:
+    return pa.array([shard.index] * shard.rows, pa.int32())
+
+
+def _with_read_errors(table: pa.Table, reasons: list[str | None]) -> pa.Table:
+    stages = [READ_STAGE if reason else None for reason in reasons]
+    table = table.append_column(ERROR, pa.array(reasons, pa.string()))
+    return table.append_column(ERROR_STAGE, pa.array(stages, pa.string()))

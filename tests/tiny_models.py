@@ -1,0 +1,144 @@
+"""Tiny random Hugging Face checkpoints built offline in well under a second each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WORDS = (
+    "a the cat dog red blue shoe car tree house photo of on in with and white black small big "
+    "green sky sea man woman child plays runs sits park street night day"
+).split()
+
+
+def word_piece_tokenizer(folder: Path):
+    """A BERT-style WordPiece tokenizer over a tiny vocabulary."""
+    from transformers import BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *WORDS,
+        *list("abcdefghijklmnopqrstuvwxyz"),
+    ]
+    vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=64)
+
+
+def tiny_bert(folder: Path, *, sentence_transformers_files: bool = False) -> Path:
+    """A 2-layer BERT encoder with its tokenizer; optionally ST pooling/normalize files (cls)."""
+    import json
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tokenizer = word_piece_tokenizer(folder)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    BertModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if sentence_transformers_files:
+        (folder / "1_Pooling").mkdir(exist_ok=True)
+        (folder / "1_Pooling" / "config.json").write_text(
+            json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": True})
+        )
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling",
+            },
+            {
+                "idx": 2,
+                "name": "2",
+                "path": "2_Normalize",
+                "type": "sentence_transformers.models.Normalize",
+            },
+        ]
+        (folder / "modules.json").write_text(json.dumps(modules))
+        (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16}))
+    return folder
+
+
+def tiny_clip(folder: Path) -> Path:
+    """A CLIP with 32x32 inputs (shortest-edge resize + center crop), 16-d projections."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    torch.manual_seed(0)
+    tokenizer = word_piece_tokenizer(folder)
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": tokenizer.vocab_size,
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+            "bos_token_id": tokenizer.cls_token_id,
+            "eos_token_id": tokenizer.sep_token_id,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=16,
+    )
+    CLIPModel(config).eval().save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder
+    )
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_siglip(folder: Path) -> Path:
+    """A SigLIP with 32x32 inputs (plain resize, mean/std 0.5)."""
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    torch.manual_seed(0)
+    tokenizer = word_piece_tokenizer(folder)
+    config = SiglipConfig(
+        text_config={
+            "vocab_size": tokenizer.vocab_size,
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+            "bos_token_id": tokenizer.cls_token_id,
+            "eos_token_id": tokenizer.sep_token_id,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+    )
+    SiglipModel(config).eval().save_pretrained(folder)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
