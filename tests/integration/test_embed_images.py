@@ -1,0 +1,109 @@
+"""embed_images end to end on a real local Ray: image folders and Parquet tables of bytes."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import rayjobs
+from tests.integration.inputs import write_image_table, write_images
+from tests.integration.reference import image_vectors, min_cosine
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def vectors_by_id(folder) -> dict:
+    table = pq.read_table(folder / "data")
+    return dict(zip(table["id"].to_pylist(), table["embedding"].to_numpy(zero_copy_only=False), strict=True))
+
+
+@pytest.mark.parametrize("model", ["tiny_clip", "tiny_siglip"])
+def test_image_folder_end_to_end_matches_a_direct_model_call(local_ray, tmp_path, model, request):
+    path = request.getfixturevalue(model)
+    made = write_images(tmp_path / "images", count=30)
+    cfg = rayjobs.compose(
+        "embed_images",
+        [
+            f"input.path={tmp_path / 'images'}",
+            f"output.path={tmp_path / 'out'}",
+            f"model.path={path}",
+            "input.shard_rows=8",
+            "model.batch_size=5",
+            "preprocess.batch_size=4",
+            "runtime.progress_bars=false",
+            "job.max_error_fraction=0.1",
+        ],
+    )
+    result = rayjobs.run(cfg)
+
+    good = {name: data for name, data in made.items() if data is not None}
+    assert (result.rows, result.rows_written, result.rows_errored, result.ok) == (32, 30, 2, True)
+    table = pq.read_table(tmp_path / "out" / "data")
+    assert table.column_names == ["id", "embedding"]
+    assert pa.types.is_fixed_size_list(table.schema.field("embedding").type)
+    ours = vectors_by_id(tmp_path / "out")
+    assert sorted(ours) == sorted(good)
+    names = sorted(good)
+    assert (
+        min_cosine(np.stack([ours[n] for n in names]), image_vectors(path, [good[n] for n in names])) >= 0.999
+    )
+
+    errors = {e["id"]: e for e in pq.read_table(tmp_path / "out" / "errors").to_pylist()}
+    assert set(errors) == {"broken.jpg", "sub/empty.png"}
+    assert errors["sub/empty.png"]["reason"] == "ValueError: empty file (0 bytes)"
+    assert {e["stage"] for e in errors.values()} == {"decode"}
+
+
+def test_parquet_table_of_image_bytes_with_passthrough_columns(local_ray, tmp_path, tiny_clip):
+    images = write_image_table(tmp_path / "table" / "images.parquet", count=12)
+    cfg = rayjobs.compose(
+        "embed_images",
+        [
+            "input=parquet",
+            f"input.path={tmp_path / 'table'}",
+            "input.image_column=jpeg",
+            "input.id_column=key",
+            f"output.path={tmp_path / 'out'}",
+            "output.columns=[caption]",
+            f"model.path={tiny_clip}",
+            "output.embedding_dtype=float16",
+            "input.shard_rows=5",
+            "runtime.progress_bars=false",
+        ],
+    )
+    result = rayjobs.run(cfg)
+    assert (result.rows_written, result.rows_errored) == (12, 0)
+    table = pq.read_table(tmp_path / "out" / "data")
+    assert table.column_names == ["id", "embedding", "caption"]
+    assert table.schema.field("embedding").type == pa.list_(pa.float16(), 16)
+    assert dict(zip(table["id"].to_pylist(), table["caption"].to_pylist(), strict=True))["k3"] == "caption 3"
+    ours = vectors_by_id(tmp_path / "out")
+    keys = sorted(images)
+    expected = image_vectors(tiny_clip, [images[k] for k in keys])
+    assert min_cosine(np.stack([ours[k].astype(np.float32) for k in keys]), expected) >= 0.999
+
+
+def test_cli_embeds_a_folder(tmp_path, tiny_clip):
+    write_images(tmp_path / "images", count=6)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rayjobs.embed_images",
+            f"input.path={tmp_path / 'images'}",
+            f"output.path={tmp_path / 'out'}",
+            f"model.path={tiny_clip}",
+            "runtime.num_cpus=2",
+            "runtime.progress_bars=false",
+            "job.max_error_fraction=0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "embed_images: done: 6 rows written, 2 errors" in done.stdout
+    assert len(vectors_by_id(tmp_path / "out")) == 6

@@ -1,0 +1,96 @@
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from operators.arrow_tensors import arrow_to_tensor, lists_to_arrow, tensor_to_arrow
+from operators.row_errors import ERROR, ERROR_STAGE
+from rayjobs.model_stage import ModelStage
+
+
+class PixelSums:
+    """A real (tiny) operator: one number per image; refuses images whose first pixel is 13."""
+
+    inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    outputs: ClassVar[tuple[str, ...]] = ("embedding",)
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    def __call__(self, batch):
+        pixels = batch["pixel_values"]
+        if (pixels.reshape(len(pixels), -1)[:, 0] == 13).any():
+            raise ValueError("pixel 13 is unlucky")
+        sums = pixels.reshape(len(pixels), -1).sum(axis=1, dtype=np.float32) * self.scale
+        return {"embedding": np.stack([sums, -sums], axis=1)}
+
+
+class TokenCounts:
+    inputs: ClassVar[tuple[str, ...]] = ("input_ids",)
+    outputs: ClassVar[tuple[str, ...]] = ("embedding",)
+
+    def __call__(self, batch):
+        return {"embedding": np.array([[len(row)] for row in batch["input_ids"]], dtype=np.float32)}
+
+
+def images_table(pixels: np.ndarray, errors=None) -> pa.Table:
+    n = len(pixels)
+    errors = errors or [None] * n
+    return pa.table(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "pixel_values": tensor_to_arrow(pixels),
+            ERROR: pa.array(errors, pa.string()),
+            ERROR_STAGE: pa.array(["decode" if e else None for e in errors], pa.string()),
+        }
+    )
+
+
+def stage(target: str = "PixelSums", **kwargs) -> ModelStage:
+    return ModelStage(f"tests.test_model_stage.{target}", kwargs)
+
+
+def expected(pixels: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    sums = pixels.reshape(len(pixels), -1).sum(axis=1).astype(np.float32) * scale
+    return np.stack([sums, -sums], axis=1)
+
+
+def test_sliced_multi_chunk_batches_keep_rows_aligned():
+    """Ray hands actors slices of concatenated blocks; every row must keep its own pixels."""
+    pixels = np.random.default_rng(0).integers(0, 12, (8, 3, 4, 4), dtype=np.uint8)
+    table = pa.concat_tables([images_table(pixels[:4]), images_table(pixels[4:])])
+    table = table.set_column(0, "id", pa.array([f"r{i}" for i in range(8)]))
+    out = pa.concat_tables([stage(scale=2.0)(table.slice(0, 5)), stage(scale=2.0)(table.slice(5, 3))])
+    assert out["id"].to_pylist() == [f"r{i}" for i in range(8)]
+    np.testing.assert_array_equal(arrow_to_tensor(out["embedding"]), expected(pixels, 2.0))
+    assert "pixel_values" not in out.column_names
+
+
+def test_rows_already_in_error_are_skipped_and_passed_through():
+    pixels = np.ones((3, 3, 2, 2), dtype=np.uint8)
+    pixels[1, 0, 0, 0] = 13  # would poison the batch if it reached the operator
+    out = stage()(images_table(pixels, [None, "bad jpeg", None]))
+    assert out[ERROR].to_pylist() == [None, "bad jpeg", None]
+    assert out[ERROR_STAGE].to_pylist() == [None, "decode", None]
+    np.testing.assert_array_equal(arrow_to_tensor(out["embedding"])[[0, 2]], expected(pixels[[0, 2]]))
+
+
+def test_a_failing_row_fails_alone():
+    pixels = np.ones((4, 3, 2, 2), dtype=np.uint8)
+    pixels[2, 0, 0, 0] = 13
+    out = stage()(images_table(pixels))
+    assert out[ERROR].to_pylist() == [None, None, "ValueError: pixel 13 is unlucky", None]
+    assert out[ERROR_STAGE].to_pylist() == [None, None, "model", None]
+    np.testing.assert_array_equal(arrow_to_tensor(out["embedding"])[[0, 1, 3]], expected(pixels[[0, 1, 3]]))
+
+
+def test_a_batch_with_no_good_rows_has_no_outputs():
+    out = stage()(images_table(np.ones((2, 3, 2, 2), np.uint8), ["a", "b"]))
+    assert "embedding" not in out.column_names and out.num_rows == 2
+
+
+def test_token_lists_reach_the_operator_as_arrays():
+    rows = [np.arange(n, dtype=np.int32) for n in (3, 1, 5)]
+    table = pa.table({"id": [1, 2, 3], "input_ids": lists_to_arrow(rows)}).slice(1, 2)
+    out = stage("TokenCounts")(table)
+    assert arrow_to_tensor(out["embedding"]).ravel().tolist() == [1.0, 5.0]
