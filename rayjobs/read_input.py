@@ -20,7 +20,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from operators.row_errors import ERROR, ERROR_STAGE, describe
 from rayjobs.config_error import ConfigError
-from rayjobs.storage import filesystem
+from rayjobs.storage import filesystem, is_transient, read_bytes, retrying
 
 SHARD = "_shard"
 ROW = "_row"
@@ -78,8 +78,11 @@ def _plan_parquet(fs, root: str, cfg: Mapping[str, Any]) -> InputPlan:
         raise ConfigError("input.path", f"no .parquet files under {cfg['path']!r}")
 
     def footer(path: str) -> pq.FileMetaData:
-        with fs.open(path, "rb") as handle:
-            return pq.ParquetFile(handle).metadata
+        def read() -> pq.FileMetaData:
+            with fs.open(path, "rb") as handle:
+                return pq.ParquetFile(handle).metadata
+
+        return retrying(read)
 
     try:
         with ThreadPoolExecutor(16) as pool:  # footers of many remote files: latency-bound
@@ -177,8 +180,12 @@ def read_shard(shard: Shard, options: dict[str, Any]) -> pa.Table:
 def _read_parquet(shard: Shard, options: dict[str, Any]) -> pa.Table:
     fs, _ = filesystem(options["url"], options["storage_options"])
     wanted = list(dict.fromkeys(c for c in [options["id_column"], *options["columns"]] if c))
-    with fs.open(shard.path, "rb") as handle:
-        data = _read_rows(pq.ParquetFile(handle), shard.start, shard.rows, wanted)
+
+    def read() -> pa.Table:
+        with fs.open(shard.path, "rb") as handle:
+            return _read_rows(pq.ParquetFile(handle), shard.start, shard.rows, wanted)
+
+    data = retrying(read)
     if options["id_column"]:
         ids = data[options["id_column"]]
     else:
@@ -211,6 +218,8 @@ def _read_images(shard: Shard, options: dict[str, Any]) -> pa.Table:
     blobs, reasons = [], []
     for path in paths:
         value = fetched.get(path, FileNotFoundError(path))
+        if isinstance(value, BaseException) and is_transient(value):
+            value = _cat_one(fs, path)[path]
         if isinstance(value, BaseException):
             blobs.append(None)
             reasons.append(describe(value))
@@ -229,8 +238,9 @@ def _read_images(shard: Shard, options: dict[str, Any]) -> pa.Table:
 
 
 def _cat_one(fs, path: str) -> dict[str, Any]:
+    """{path: bytes or the exception}; transient failures are retried first."""
     try:
-        return {path: fs.cat_file(path)}
+        return {path: read_bytes(fs, path)}
     except Exception as error:
         return {path: error}
 

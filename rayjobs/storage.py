@@ -4,13 +4,57 @@ from __future__ import annotations
 
 import io
 import posixpath
+import random
+import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+T = TypeVar("T")
+TRANSIENT_MARKERS = (
+    "500",
+    "502",
+    "503",
+    "504",
+    "SlowDown",
+    "Throttl",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "Connection reset",
+    "Connection aborted",
+    "timed out",
+    "Temporary failure",
+)
+PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth another try: network trouble, throttling, 5xx; never a missing or forbidden file."""
+    if isinstance(error, PERMANENT):
+        return False
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    name = type(error).__name__
+    if any(word in name for word in ("Timeout", "Connection", "Endpoint", "Throttl", "ServerError")):
+        return True
+    return isinstance(error, OSError) and any(marker in str(error) for marker in TRANSIENT_MARKERS)
+
+
+def retrying(call: Callable[[], T], attempts: int = 6, first_delay: float = 0.25) -> T:
+    """call(), retried with jittered exponential backoff while it fails transiently."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as error:
+            if attempt == attempts - 1 or not is_transient(error):
+                raise
+            time.sleep(first_delay * 2**attempt * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def filesystem(path: str, storage_options: Mapping[str, Any] | None = None):
@@ -30,6 +74,10 @@ def join(*parts: str) -> str:
 
 def write_bytes(fs, path: str, data: bytes) -> None:
     """Readers see the whole file or none of it: rename on local disk; object-store PUTs are atomic."""
+    retrying(lambda: _write_bytes(fs, path, data))
+
+
+def _write_bytes(fs, path: str, data: bytes) -> None:
     if is_local(fs):
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
@@ -47,10 +95,13 @@ def write_parquet(fs, path: str, table: pa.Table, compression: str = "zstd") -> 
     write_bytes(fs, path, buffer.getvalue())
 
 
+def read_bytes(fs, path: str) -> bytes:
+    return retrying(lambda: fs.cat_file(path))
+
+
 def read_text(fs, path: str) -> str | None:
     """The file's text, or None when it does not exist."""
     try:
-        with fs.open(path, "rb") as handle:
-            return handle.read().decode()
+        return read_bytes(fs, path).decode()
     except FileNotFoundError:
         return None

@@ -11,22 +11,35 @@ WORDS = (
 
 
 def word_piece_tokenizer(folder: Path):
-    """A BERT-style WordPiece tokenizer over a tiny vocabulary."""
-    from transformers import BertTokenizerFast
+    """A BERT-style WordPiece tokenizer over a tiny vocabulary, built with `tokenizers`.
+
+    (transformers 5 ignores a bare vocab.txt: wrapping the tokenizer object keeps the vocabulary.)
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        *WORDS,
-        *list("abcdefghijklmnopqrstuvwxyz"),
-    ]
-    vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=64)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters]]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    backend.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
 
 
 def tiny_bert(folder: Path, *, sentence_transformers_files: bool = False) -> Path:
@@ -39,7 +52,7 @@ def tiny_bert(folder: Path, *, sentence_transformers_files: bool = False) -> Pat
     torch.manual_seed(0)
     tokenizer = word_piece_tokenizer(folder)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
+        vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -82,7 +95,7 @@ def tiny_clip(folder: Path) -> Path:
     tokenizer = word_piece_tokenizer(folder)
     config = CLIPConfig(
         text_config={
-            "vocab_size": tokenizer.vocab_size,
+            "vocab_size": len(tokenizer),
             "hidden_size": 32,
             "intermediate_size": 37,
             "num_hidden_layers": 2,
@@ -119,7 +132,7 @@ def tiny_siglip(folder: Path) -> Path:
     tokenizer = word_piece_tokenizer(folder)
     config = SiglipConfig(
         text_config={
-            "vocab_size": tokenizer.vocab_size,
+            "vocab_size": len(tokenizer),
             "hidden_size": 32,
             "intermediate_size": 37,
             "num_hidden_layers": 2,

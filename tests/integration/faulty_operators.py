@@ -1,0 +1,25 @@
+"""Operators that fail on purpose, for the reliability tests (named by `model._target_`)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from operators.text_embedder import TextEmbedder
+
+
+class FailsOnToken:
+    """TextEmbedder that raises for any batch holding `poison_id`: one bad row per poisoned text."""
+
+    inputs: ClassVar[tuple[str, ...]] = ("input_ids",)
+    outputs: ClassVar[tuple[str, ...]] = ("embedding",)
+
+    def __init__(self, path: str, poison_id: int, **kwargs) -> None:
+        self.embedder = TextEmbedder(path, **kwargs)
+        self.poison_id = poison_id
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if any(self.poison_id in row for row in batch["input_ids"]):
+            raise RuntimeError(f"CUDA error: device-side assert triggered (token {self.poison_id})")
+        return self.embedder(batch)
