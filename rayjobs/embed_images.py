@@ -43,12 +43,7 @@ def run(cfg: DictConfig) -> RunResult:
         **job.task_args(),
     )
     embedded = pixels.map_batches(ModelStage, **job.model_args())
-    manifest = embedded.map_batches(
-        write_results,
-        fn_kwargs={"output": job.write_options(["embedding"])},
-        batch_size=cfg.input.shard_rows,
-        batch_format="pyarrow",
-    )
+    manifest = embedded.map_batches(write_results, **job.write_args(["embedding"]))
     return job.finish(manifest)
 
 

@@ -38,12 +38,7 @@ def run(cfg: DictConfig) -> RunResult:
         **job.task_args(),
     )
     embedded = tokens.map_batches(ModelStage, **job.model_args())
-    manifest = embedded.map_batches(
-        write_results,
-        fn_kwargs={"output": job.write_options(["embedding", "truncated"])},
-        batch_size=cfg.input.shard_rows,
-        batch_format="pyarrow",
-    )
+    manifest = embedded.map_batches(write_results, **job.write_args(["embedding", "truncated"]))
     return job.finish(manifest)
 
 

@@ -9,6 +9,7 @@ import posixpath
 import re
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from rayjobs.read_input import InputPlan, Shard, plan_input
 from rayjobs.runtime import Cluster, check_fits, local_gpus, model_threads, start_ray
 from rayjobs.stage_spec import StageSpec
 from rayjobs.storage import filesystem, join
-from rayjobs.write_results import DATA_DIR, ERRORS_DIR, shard_of
+from rayjobs.write_results import DATA_DIR, ERRORS_DIR, parse_part_name, shard_of
 
 log = logging.getLogger("rayjobs")
 
@@ -65,6 +66,7 @@ class JobRun:
     fs: Any
     root: str
     started: float
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     result: RunResult | None = None
 
     def task_args(self) -> dict[str, Any]:
@@ -81,14 +83,28 @@ class JobRun:
             **self.model.ray_args(actor=True, cluster_gpus=self.cluster.gpus),
         }
 
-    def write_options(self, results: list[str]) -> dict[str, Any]:
+    def write_args(self, results: list[str]) -> dict[str, Any]:
+        """map_batches arguments of the write stage: `results` are the columns the model made."""
         output = OmegaConf.to_container(self.cfg.output, resolve=True)
-        return {**output, "results": results, "columns": list(output.get("columns") or [])}
+        options = {
+            **output,
+            "results": results,
+            "columns": list(output.get("columns") or []),
+            "run_id": self.run_id,
+        }
+        # Writing is light: a small CPU share keeps writers from waiting behind preprocessing.
+        return {
+            "fn_kwargs": {"output": options},
+            "batch_size": int(self.cfg.input.shard_rows),
+            "batch_format": "pyarrow",
+            "num_cpus": 0.25,
+        }
 
     def finish(self, manifest) -> RunResult:
         """Consume the write manifest: progress lines, the journal, the record, _SUCCESS last."""
         counts: dict[int, int] = {}
         sizes = {shard.index: shard.rows for shard in self.todo}
+        finished: list[int] = []  # done in this run, not yet journalled
         errors = written = 0
         last_flush = time.monotonic()
         interval = float(self.cfg.job.get("progress_interval_s") or 10)
@@ -100,17 +116,25 @@ class JobRun:
                 written += rows - errs
                 errors += errs
                 if counts[shard] == sizes[shard]:
-                    self.done.add(shard)
+                    finished.append(shard)
             if time.monotonic() - last_flush >= interval:
-                run_record.write_progress(self.fs, self.root, self.done)
+                self._journal(finished)
                 self._log_progress(written + errors, errors)
                 last_flush = time.monotonic()
-        run_record.write_progress(self.fs, self.root, self.done)
+        self._journal(finished)
         over = [s for s, n in counts.items() if n > sizes[s]]
         missing = [s.index for s in self.todo if counts.get(s.index, 0) < s.rows]
         if over or missing:
             raise RuntimeError(f"shard accounting failed: duplicated {over[:5]}, incomplete {missing[:5]}")
         return self._record(written, errors, _stage_summaries(manifest))
+
+    def _journal(self, finished: list[int]) -> None:
+        """Mark shards done, after removing any file of theirs that another run wrote."""
+        for shard in finished:
+            _remove_shard_files(self.fs, self.root, {shard}, keep_run=self.run_id)
+        self.done.update(finished)
+        finished.clear()
+        run_record.write_progress(self.fs, self.root, self.done)
 
     def _log_progress(self, processed: int, errors: int) -> None:
         total = sum(shard.rows for shard in self.todo)
@@ -214,7 +238,7 @@ def start_job(cfg: DictConfig, *, inputs: tuple[str, ...], columns: dict[str, st
     run.cluster = start_ray(cfg.runtime)
     check_fits(run.cluster, preprocess, model)
     run.todo = [shard for shard in plan.shards if shard.index not in done]
-    _remove_partial_shards(fs, root, {shard.index for shard in run.todo})
+    _remove_shard_files(fs, root, {shard.index for shard in run.todo})
     if done:
         log.info("%s: resuming: %d of %d shards already done", cfg.job.name, len(done), len(plan.shards))
     run._write_record("running", {"fingerprint": fingerprint, "rows_in": plan.rows})
@@ -246,15 +270,27 @@ def _claim_output(cfg: DictConfig, fs, root: str, fingerprint: str, plan: InputP
     return run_record.read_progress(fs, root) & {shard.index for shard in plan.shards}
 
 
-def _remove_partial_shards(fs, root: str, todo: set[int]) -> None:
-    """Files of shards that did not finish: they are redone whole, so no row appears twice."""
+def _remove_shard_files(fs, root: str, shards: set[int], keep_run: str | None = None) -> None:
+    """Delete the files of `shards` (all of them, or those not written by run `keep_run`).
+
+    Unfinished shards are redone whole, and a writer of a killed run that outlives it leaves
+    files that this removes when the shard completes: no row appears twice.
+    """
+    if not shards:
+        return
+    stale = []
     for folder in (DATA_DIR, ERRORS_DIR):
-        path = join(root, folder)
-        if not fs.exists(path):
-            continue
-        stale = [p for p in fs.ls(path, detail=False) if shard_of(posixpath.basename(p)) in todo]
-        if stale:
-            fs.rm(stale)
+        if len(shards) == 1:  # one shard: a prefix listing, cheap on object stores
+            (shard,) = shards
+            names = fs.glob(join(root, folder, f"part-{shard:06d}-*"))
+        else:
+            names = fs.ls(join(root, folder), detail=False) if fs.exists(join(root, folder)) else []
+        for name in names:
+            parsed = parse_part_name(posixpath.basename(name))
+            if parsed and parsed[0] in shards and parsed[1] != keep_run:
+                stale.append(name)
+    if stale:
+        fs.rm(stale)
 
 
 def _stage_summaries(dataset) -> list[dict[str, str]]:

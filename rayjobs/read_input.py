@@ -20,7 +20,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from operators.row_errors import ERROR, ERROR_STAGE, describe
 from rayjobs.config_error import ConfigError
-from rayjobs.storage import filesystem, is_transient, read_bytes, retrying
+from rayjobs.storage import filesystem, is_transient, open_file, read_bytes, retrying
 
 SHARD = "_shard"
 ROW = "_row"
@@ -33,6 +33,7 @@ class Shard:
     rows: int
     path: str = ""  # parquet: the file
     start: int = 0  # parquet: first row in the file
+    size: int = 0  # parquet: the file's bytes (opening with it skips a lookup that can flake)
     files: tuple[str, ...] = field(default_factory=tuple)  # images: the files, relative to root
 
 
@@ -71,15 +72,21 @@ def plan_input(cfg: Mapping[str, Any], limit: int | None = None) -> InputPlan:
 
 def _plan_parquet(fs, root: str, cfg: Mapping[str, Any]) -> InputPlan:
     if fs.isdir(root):
-        files = sorted(p for p in fs.find(root) if p.endswith(".parquet") and not _hidden(p, root))
+        found = retrying(lambda: fs.find(root, detail=True))
+        sizes = {
+            p: info["size"] for p, info in found.items() if p.endswith(".parquet") and not _hidden(p, root)
+        }
+    elif any(c in root for c in "*?["):
+        sizes = {p: info["size"] for p, info in retrying(lambda: fs.glob(root, detail=True)).items()}
     else:
-        files = sorted(fs.glob(root)) if any(c in root for c in "*?[") else [root]
+        sizes = {root: retrying(lambda: fs.info(root))["size"]}
+    files = sorted(sizes)
     if not files:
         raise ConfigError("input.path", f"no .parquet files under {cfg['path']!r}")
 
     def footer(path: str) -> pq.FileMetaData:
         def read() -> pq.FileMetaData:
-            with fs.open(path, "rb") as handle:
+            with open_file(fs, path, sizes[path]) as handle:
                 return pq.ParquetFile(handle).metadata
 
         return retrying(read)
@@ -93,7 +100,8 @@ def _plan_parquet(fs, root: str, cfg: Mapping[str, Any]) -> InputPlan:
     shards: list[Shard] = []
     for path, meta in zip(files, footers, strict=True):
         for start in range(0, meta.num_rows, step):
-            shards.append(Shard(len(shards), min(step, meta.num_rows - start), path=path, start=start))
+            rows = min(step, meta.num_rows - start)
+            shards.append(Shard(len(shards), rows, path=path, start=start, size=sizes[path]))
     base = root if fs.isdir(root) else posixpath.dirname(files[0])
     return InputPlan(base, shards, footers[0].schema.to_arrow_schema(), len(files))
 
@@ -126,7 +134,7 @@ def _limited(plan: InputPlan, limit: int) -> InputPlan:
             break
         take = min(left, shard.rows)
         files = shard.files[:take] if shard.files else ()
-        shards.append(Shard(shard.index, take, shard.path, shard.start, files))
+        shards.append(Shard(shard.index, take, shard.path, shard.start, shard.size, files))
         left -= take
     return InputPlan(plan.root, shards, plan.schema, plan.files)
 
@@ -182,7 +190,7 @@ def _read_parquet(shard: Shard, options: dict[str, Any]) -> pa.Table:
     wanted = list(dict.fromkeys(c for c in [options["id_column"], *options["columns"]] if c))
 
     def read() -> pa.Table:
-        with fs.open(shard.path, "rb") as handle:
+        with open_file(fs, shard.path, shard.size) as handle:
             return _read_rows(pq.ParquetFile(handle), shard.start, shard.rows, wanted)
 
     data = retrying(read)

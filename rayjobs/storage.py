@@ -72,6 +72,13 @@ def join(*parts: str) -> str:
     return posixpath.join(*parts)
 
 
+def open_file(fs, path: str, size: int | None = None):
+    """Open for reading; a known size saves object stores a metadata request."""
+    if size and not is_local(fs):
+        return fs.open(path, "rb", size=size)
+    return fs.open(path, "rb")
+
+
 def write_bytes(fs, path: str, data: bytes) -> None:
     """Readers see the whole file or none of it: rename on local disk; object-store PUTs are atomic."""
     retrying(lambda: _write_bytes(fs, path, data))

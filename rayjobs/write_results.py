@@ -1,8 +1,9 @@
 """Ray task at the end of every pipeline: good rows to data/, errored rows to errors/.
 
-File names come from the shard and its first row in the batch, so a retried task overwrites
-its own file instead of adding a duplicate. Each call returns one manifest row per shard,
-which the driver counts to know when a shard is complete.
+File names come from the shard, its first row in the batch and the run's id, so a retried task
+overwrites its own file instead of adding a duplicate, and files of an earlier (killed) run are
+told apart from this run's. Each call returns one manifest row per shard, which the driver
+counts to know when a shard is complete.
 """
 
 from __future__ import annotations
@@ -23,14 +24,21 @@ ERRORS_DIR = "errors"
 MANIFEST = pa.schema([("shard", pa.int32()), ("rows", pa.int64()), ("errors", pa.int64())])
 
 
-def part_name(shard: int, first_row: int) -> str:
-    return f"part-{shard:06d}-{first_row:08d}.parquet"
+def part_name(shard: int, first_row: int, run_id: str) -> str:
+    return f"part-{shard:06d}-{first_row:08d}-{run_id}.parquet"
+
+
+def parse_part_name(name: str) -> tuple[int, str] | None:
+    """(shard, run id) of a file name written by this module, else None."""
+    parts = name.rsplit("/", 1)[-1].removesuffix(".parquet").split("-")
+    if len(parts) != 4 or parts[0] != "part" or not parts[1].isdigit():
+        return None
+    return int(parts[1]), parts[3]
 
 
 def shard_of(name: str) -> int | None:
-    """The shard number in a file name written by this module."""
-    parts = name.rsplit("/", 1)[-1].split("-")
-    return int(parts[1]) if len(parts) == 3 and parts[0] == "part" and parts[1].isdigit() else None
+    parsed = parse_part_name(name)
+    return parsed[0] if parsed else None
 
 
 def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
@@ -43,7 +51,7 @@ def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
         mine = shards == shard
         part = table.filter(pa.array(mine))
         ok = good[mine]
-        name = part_name(int(shard), int(pc.min(part[ROW]).as_py()))
+        name = part_name(int(shard), int(pc.min(part[ROW]).as_py()), output["run_id"])
         if ok.any():
             data = _result_columns(part.filter(pa.array(ok)), output)
             write_parquet(fs, join(root, DATA_DIR, name), data, output.get("compression", "zstd"))

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 from operators.arrow_tensors import tensor_to_arrow
 from operators.row_errors import ERROR, ERROR_STAGE
 from rayjobs.read_input import ROW, SHARD
-from rayjobs.write_results import part_name, shard_of, write_results
+from rayjobs.write_results import parse_part_name, part_name, shard_of, write_results
 
 
 def batch() -> pa.Table:
@@ -24,13 +24,16 @@ def batch() -> pa.Table:
 
 
 def test_good_rows_to_data_bad_rows_to_errors(tmp_path):
-    output = {"path": str(tmp_path), "results": ["embedding"], "columns": ["title"]}
+    output = {"path": str(tmp_path), "results": ["embedding"], "columns": ["title"], "run_id": "r1"}
     manifest = write_results(batch(), output=output)
     assert manifest.to_pylist() == [
         {"shard": 3, "rows": 3, "errors": 1},
         {"shard": 4, "rows": 2, "errors": 0},
     ]
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [part_name(3, 5), part_name(4, 0)]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        part_name(3, 5, "r1"),
+        part_name(4, 0, "r1"),
+    ]
     data = pq.read_table(tmp_path / "data")
     assert data.schema.field("embedding").type == pa.list_(pa.float32(), 2)
     assert data.column_names == ["id", "embedding", "title"]
@@ -40,7 +43,7 @@ def test_good_rows_to_data_bad_rows_to_errors(tmp_path):
 
 
 def test_rewriting_the_same_batch_overwrites_instead_of_duplicating(tmp_path):
-    output = {"path": str(tmp_path), "results": ["embedding"], "columns": []}
+    output = {"path": str(tmp_path), "results": ["embedding"], "columns": [], "run_id": "r1"}
     write_results(batch(), output=output)
     write_results(batch(), output=output)  # a retried task
     assert pq.read_table(tmp_path / "data").num_rows == 4
@@ -48,11 +51,18 @@ def test_rewriting_the_same_batch_overwrites_instead_of_duplicating(tmp_path):
 
 
 def test_float16_embeddings(tmp_path):
-    output = {"path": str(tmp_path), "results": ["embedding"], "columns": [], "embedding_dtype": "float16"}
+    output = {
+        "path": str(tmp_path),
+        "results": ["embedding"],
+        "columns": [],
+        "embedding_dtype": "float16",
+        "run_id": "r",
+    }
     write_results(batch(), output=output)
     assert pq.read_table(tmp_path / "data").schema.field("embedding").type == pa.list_(pa.float16(), 2)
 
 
-def test_shard_numbers_parse_back():
-    assert shard_of(part_name(12, 40)) == 12
-    assert shard_of("other.parquet") is None and shard_of("part-x-1.parquet") is None
+def test_file_names_parse_back():
+    assert parse_part_name(part_name(12, 40, "ab12")) == (12, "ab12")
+    assert shard_of("data/" + part_name(7, 0, "x")) == 7
+    assert shard_of("other.parquet") is None and shard_of("part-x-1-r.parquet") is None

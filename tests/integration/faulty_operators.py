@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 import numpy as np
@@ -22,4 +23,19 @@ class FailsOnToken:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if any(self.poison_id in row for row in batch["input_ids"]):
             raise RuntimeError(f"CUDA error: device-side assert triggered (token {self.poison_id})")
+        return self.embedder(batch)
+
+
+class SlowTextEmbedder:
+    """TextEmbedder that sleeps per batch, so a test can act while a job is part-way through."""
+
+    inputs: ClassVar[tuple[str, ...]] = ("input_ids",)
+    outputs: ClassVar[tuple[str, ...]] = ("embedding",)
+
+    def __init__(self, path: str, seconds_per_batch: float, **kwargs) -> None:
+        self.embedder = TextEmbedder(path, **kwargs)
+        self.seconds = seconds_per_batch
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(self.seconds)
         return self.embedder(batch)

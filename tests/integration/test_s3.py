@@ -5,30 +5,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import rayjobs
+from tests.integration.conftest import storage_overrides
 from tests.integration.inputs import BAD_TEXTS, write_images, write_texts
 from tests.integration.reference import image_vectors, min_cosine
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """(s3fs filesystem, storage options) for a fresh bucket on a local moto server."""
-    import s3fs
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
-    fs = s3fs.S3FileSystem(**options)
-    fs.mkdir("rayjobs-test")
-    yield fs, options
-    server.stop()
-
-
-def storage_overrides(options: dict) -> list[str]:
-    return [f"+{group}.storage_options.{k}={v}" for group in ("input", "output") for k, v in options.items()]
 
 
 def test_embed_texts_reads_and_writes_s3(local_ray, s3, tmp_path, tiny_bert):

@@ -1,0 +1,104 @@
+"""Kill the driver with SIGKILL part-way through, run the same command again: every input row
+ends up exactly once in data/ or errors/."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from rayjobs.run_record import decode_ranges
+from tests.integration.inputs import BAD_TEXTS, write_texts
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+ROWS = 1200
+
+
+def done_shards(out: Path) -> int:
+    try:
+        return len(decode_ranges(json.loads((out / "_progress.json").read_text())["done"]))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def files(out: Path) -> int:
+    return len(list((out / "data").glob("*.parquet"))) if (out / "data").exists() else 0
+
+
+KILL_POINTS = {
+    "after_ray_started": lambda out: (out / "_run.json").exists(),
+    "while_writing": lambda out: files(out) >= 4,
+    "after_shards_journalled": lambda out: done_shards(out) >= 3,
+}
+
+
+def command(source: Path, out: Path, model: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "rayjobs.embed_texts",
+        f"input.path={source}",
+        "input.id_column=doc_id",
+        f"output.path={out}",
+        "model._target_=tests.integration.faulty_operators.SlowTextEmbedder",
+        f"model.path={model}",
+        "+model.seconds_per_batch=0.05",
+        "model.batch_size=8",
+        "input.shard_rows=60",
+        "preprocess.batch_size=30",
+        "runtime.num_cpus=2",
+        "runtime.progress_bars=false",
+        "job.progress_interval_s=0.5",
+        "job.max_error_fraction=0.1",
+    ]
+
+
+def read_ids(folder: Path) -> list:
+    return pq.read_table(folder)["id"].to_pylist() if folder.exists() else []
+
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_sigkill_then_rerun_writes_every_row_exactly_once(tmp_path, tiny_bert, point):
+    source = write_texts(tmp_path / "in", rows=ROWS, files=2)
+    out = tmp_path / "out"
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    first = subprocess.Popen(
+        command(tmp_path / "in", out, tiny_bert),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while not KILL_POINTS[point](out):
+        assert first.poll() is None, "the first run ended before the kill point"
+        assert time.monotonic() < deadline, f"kill point {point} never reached"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # the driver only: its Ray processes die or linger on their own
+    first.wait(timeout=30)
+    assert not (out / "_SUCCESS").exists()
+
+    second = subprocess.run(
+        command(tmp_path / "in", out, tiny_bert), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+    written, errored = read_ids(out / "data"), read_ids(out / "errors")
+    assert len(written) == len(set(written)) and len(errored) == len(set(errored)), "a row was written twice"
+    assert sorted(written + errored) == sorted(source)
+    assert sorted(errored) == sorted(1000 + row for row in BAD_TEXTS)
+    record = json.loads((out / "_run.json").read_text())
+    assert record["status"] == "done"
+    assert (record["stats"]["rows_written"], record["stats"]["rows_errored"]) == (ROWS - 3, 3)
+    if point == "after_shards_journalled":
+        assert record["stats"]["rows_resumed"] >= 3 * 60
+        assert "resuming" in second.stdout
+
+    third = subprocess.run(
+        command(tmp_path / "in", out, tiny_bert), env=env, capture_output=True, text=True, timeout=120
+    )
+    assert third.returncode == 0 and "already finished" in third.stdout
