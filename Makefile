@@ -33,6 +33,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run embed_texts
+	$(PY) -m benchmarks.run embed_images
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -38,6 +38,7 @@ def run(cfg: DictConfig) -> RunResult:
             "revision": cfg.model.get("revision"),
             "image_column": image,
             "max_pixels": cfg.preprocess.max_pixels,
+            "jpeg_draft": cfg.preprocess.jpeg_draft,
             "keep_image": image in keep,
         },
         **job.task_args(),

@@ -51,6 +51,8 @@ def start_ray(runtime: Mapping[str, Any]) -> Cluster:
         if address:
             kwargs["address"] = address
         else:
+            # "local": a new Ray of our own, never a cluster some `ray start` left on this machine.
+            kwargs["address"] = "local"
             kwargs["include_dashboard"] = False
             for key in ("num_cpus", "num_gpus", "object_store_memory"):
                 if runtime.get(key) is not None:

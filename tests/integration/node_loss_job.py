@@ -2,7 +2,8 @@
 
     python -m tests.integration.node_loss_job <input> <output> <model>
 
-Prints the run summary; the test reads the output folder.
+Prints the run summary; the test reads the output folder. The cluster is always shut down,
+also when the job fails or runs past its deadline.
 """
 
 import sys
@@ -15,41 +16,58 @@ from ray.cluster_utils import Cluster
 
 import rayjobs
 
+DEADLINE_S = 240
 
-def main(source: str, out: str, model: str) -> None:
+
+def main(source: str, out: str, model: str) -> int:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    worker = cluster.add_node(num_cpus=2)
-    ray.init(address=cluster.address, log_to_driver=False)
-    cluster.wait_for_nodes()
+    try:
+        worker = cluster.add_node(num_cpus=2)
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        cfg = rayjobs.compose(
+            "embed_texts",
+            [
+                f"input.path={source}",
+                "input.id_column=doc_id",
+                f"output.path={out}",
+                "model._target_=tests.integration.faulty_operators.SlowTextEmbedder",
+                f"model.path={model}",
+                "+model.seconds_per_batch=0.05",
+                "model.batch_size=8",
+                "input.shard_rows=60",
+                "preprocess.batch_size=30",
+                "runtime.progress_bars=false",
+                "job.max_error_fraction=0.1",
+            ],
+        )
+        outcome: dict = {}
 
-    def lose_the_worker() -> None:
-        while len(list((Path(out) / "data").glob("*.parquet"))) < 3:
+        def job() -> None:
+            try:
+                outcome["summary"] = rayjobs.run(cfg).summary()
+            except Exception as error:  # reported below, the cluster still goes down
+                outcome["error"] = repr(error)
+
+        runner = threading.Thread(target=job, daemon=True)
+        runner.start()
+        deadline = time.monotonic() + DEADLINE_S
+        while len(list((Path(out) / "data").glob("*.parquet"))) < 3 and runner.is_alive():
+            assert time.monotonic() < deadline, "no output before the deadline"
             time.sleep(0.05)
         cluster.remove_node(worker, allow_graceful=False)  # its tasks, actors and objects are gone
         print("worker node removed", flush=True)
         cluster.add_node(num_cpus=2)  # what an autoscaler does next
-
-    threading.Thread(target=lose_the_worker, daemon=True).start()
-    cfg = rayjobs.compose(
-        "embed_texts",
-        [
-            f"input.path={source}",
-            "input.id_column=doc_id",
-            f"output.path={out}",
-            "model._target_=tests.integration.faulty_operators.SlowTextEmbedder",
-            f"model.path={model}",
-            "+model.seconds_per_batch=0.05",
-            "model.batch_size=8",
-            "input.shard_rows=60",
-            "preprocess.batch_size=30",
-            "runtime.progress_bars=false",
-            "job.max_error_fraction=0.1",
-        ],
-    )
-    print(rayjobs.run(cfg).summary(), flush=True)
-    ray.shutdown()
-    cluster.shutdown()
+        runner.join(timeout=max(1.0, deadline - time.monotonic()))
+        if runner.is_alive():
+            print("TIMEOUT: the job did not finish after the node loss", flush=True)
+            return 1
+        print(outcome.get("summary") or f"FAILED: {outcome.get('error')}", flush=True)
+        return 0 if "summary" in outcome else 1
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    sys.exit(main(*sys.argv[1:4]))

@@ -78,16 +78,22 @@ def test_a_model_actor_killed_mid_batch_costs_only_a_retry(local_ray, tmp_path, 
 def test_a_worker_node_removed_mid_job(tmp_path, tiny_bert):
     source = write_texts(tmp_path / "in", rows=900, files=2)
     out = tmp_path / "out"
-    run = subprocess.run(
+    job = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.node_loss_job", str(tmp_path / "in"), str(out), tiny_bert],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=360,
+        start_new_session=True,
         env={**os.environ, "RAY_ADDRESS": ""},
     )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
-    assert "worker node removed" in run.stdout
-    assert "897 rows written, 3 errors" in run.stdout
+    try:
+        stdout, stderr = job.communicate(timeout=330)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)  # the cluster's processes are in the job's session too
+        stdout, stderr = job.communicate()
+    assert job.returncode == 0, stdout[-2000:] + stderr[-4000:]
+    assert "worker node removed" in stdout
+    assert "897 rows written, 3 errors" in stdout
     assert_exactly_once(out, source)
     assert json.loads((out / "_run.json").read_text())["stats"]["cluster"]["nodes"] == 2
 

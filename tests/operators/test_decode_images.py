@@ -244,3 +244,21 @@ def test_dark_16_bit_gray_stays_dark():
 def test_colour_key_transparency_becomes_white():
     data = encode(solid(77, "L"), "PNG", transparency=77)  # every pixel is the transparent key
     assert np.asarray(open_image(data, max_pixels=10_000)).min() >= 254
+
+
+def test_jpeg_draft_decodes_large_jpegs_smaller_but_never_below_the_model_size(tiny_clip):
+    buffer = io.BytesIO()
+    gradient = np.tile(np.linspace(0, 255, 400, dtype=np.uint8), (300, 1))
+    Image.fromarray(np.stack([gradient] * 3, axis=-1)).save(buffer, format="JPEG", quality=95)
+    data = buffer.getvalue()
+    assert open_image(data, 10**9).size == (400, 300)
+    assert open_image(data, 10**9, draft=(32, 32)).size == (50, 38)  # 1/8 scale, still >= 32
+    assert open_image(data, 10**9, draft=(224, 224)).size == (400, 300)  # 1/2 would be < 224
+    with_draft = decode_images(
+        pa.table({"image": [data]}), model_path=tiny_clip, image_column="image", jpeg_draft=True
+    )
+    plain = decode_images(pa.table({"image": [data]}), model_path=tiny_clip, image_column="image")
+    diff = np.abs(
+        arrow_to_tensor(with_draft["pixel_values"]).astype(int) - arrow_to_tensor(plain["pixel_values"])
+    )
+    assert diff.mean() < 3  # same picture, resampled on a different path

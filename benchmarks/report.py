@@ -1,0 +1,54 @@
+"""Benchmark results: one JSON per run, one row per run in benchmarks/README.md's table."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TABLE_END = "<!-- results table end -->"
+
+
+def write_result(result: dict, path: Path | None = None) -> Path:
+    if path is None:
+        device = "gpu" if "CPU" not in result["device"] else "cpu"
+        path = RESULTS / f"{result['job']}-{device}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return path
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def table_row(result: dict) -> str:
+    f, r = result["figures"], result["ratios"]
+    cells = [
+        result["time"][:10],
+        result["job"],
+        result["model"],
+        result["device"],
+        f"{result['rows']:,}",
+        str(result["batch_size"]),
+        _fmt(f.get("model_ceiling")),
+        _fmt(f.get("decode_ceiling")),
+        _fmt(f.get("encode")),
+        _fmt(f.get("textbook_ray")),
+        _fmt(f["rayjobs_e2e"]),
+        _fmt(f["rayjobs_e2e_with_ray_start"]),
+        " / ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in r.items()),
+        f"{f['peak_driver_mib']:,.0f} / {f['peak_worker_mib']:,.0f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def append_table_row(readme: Path, result: dict) -> None:
+    text = readme.read_text()
+    row = table_row(result)
+    if TABLE_END in text:
+        text = text.replace(TABLE_END, f"{row}\n{TABLE_END}")
+    else:
+        text += f"\n{row}\n"
+    readme.write_text(text)

@@ -1,0 +1,195 @@
+"""Benchmark a job against its model-only ceiling and the baselines users would pick, in one run.
+
+    python -m benchmarks.run embed_texts [--rows 4000] [--batch-size 128] [key=value ...]
+    python -m benchmarks.run embed_images [--rows 512] [--batch-size 32] [key=value ...]
+    python -m benchmarks.run embed_texts --scale      # N and 10 x N rows: rows/s and memory stay flat
+
+Writes benchmarks/results/<job>-<device>-<time>.json and appends a row to benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks import image_embedding, models, synthetic, text_embedding
+from benchmarks.memory import PeakMemory
+from benchmarks.report import append_table_row, write_result
+
+HERE = Path(__file__).resolve().parent
+DEFAULTS = {"embed_texts": (4000, 128), "embed_images": (512, 32)}
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+
+
+def run_rayjobs(job: str, overrides: list[str], device: str) -> dict:
+    """rayjobs end to end on a fresh local Ray: rows/s with and without Ray's start-up."""
+    import ray
+
+    import rayjobs
+
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        ray.init(
+            num_cpus=os.cpu_count(),
+            num_gpus=1 if device == "cuda" else 0,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+        ray_up = time.perf_counter()
+        result = rayjobs.run(rayjobs.compose(job, overrides))
+        finished = time.perf_counter()
+    rows = result.rows_written + result.rows_errored
+    return {
+        "rayjobs_e2e": rows / (finished - ray_up),
+        "rayjobs_e2e_with_ray_start": rows / (finished - started),
+        "ray_start_s": ray_up - started,
+        "rows_out": rows,
+        "stages": result.stats.get("stages", []),
+        "peak_driver_mib": memory.driver_mb,
+        "peak_worker_mib": memory.worker_mb,
+    }
+
+
+def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
+    model = args.model or models.minilm(random_weights=args.random_weights)
+    source = synthetic.write_texts(work / "texts.parquet", args.rows)
+    figures = {}
+    if not args.only_rayjobs:
+        texts = synthetic.texts(args.rows)
+        figures["model_ceiling"] = text_embedding.model_ceiling(model, texts, args.batch_size, device)
+        figures["encode"] = text_embedding.encode_baseline(model, texts, args.batch_size, device)
+    overrides = text_embedding.rayjobs_overrides(model, source, work / "out", args.batch_size, args.overrides)
+    figures.update(run_rayjobs("embed_texts", overrides, device))
+    if not args.only_rayjobs:
+        figures["textbook_ray"] = text_embedding.textbook_ray(
+            model, source, work / "textbook", args.batch_size, device
+        )
+    _shutdown_ray()
+    return {"model": Path(model).name, **figures}
+
+
+def bench_images(args: argparse.Namespace, work: Path, device: str) -> dict:
+    model = args.model or models.clip_vit_b32()
+    folder, table = synthetic.write_images(work / "images", args.rows)
+    figures = {}
+    if not args.only_rayjobs:
+        blobs = [path.read_bytes() for path in sorted(folder.glob("*.jpg"))]
+        figures["model_ceiling"] = image_embedding.model_ceiling(model, args.rows, args.batch_size, device)
+        figures["decode_ceiling"] = image_embedding.decode_ceiling(model, blobs)
+    overrides = image_embedding.rayjobs_overrides(
+        model, folder, work / "out", args.batch_size, args.overrides
+    )
+    figures.update(run_rayjobs("embed_images", overrides, device))
+    if not args.only_rayjobs:
+        figures["textbook_ray"] = image_embedding.textbook_ray(
+            model, folder, work / "textbook", args.batch_size, device
+        )
+    _shutdown_ray()
+    return {"model": Path(model).name, **figures}
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    ray.shutdown()
+
+
+def ratios(figures: dict) -> dict:
+    e2e = figures["rayjobs_e2e"]
+    out = {}
+    for name in ("model_ceiling", "decode_ceiling", "encode", "textbook_ray"):
+        if figures.get(name):
+            out[f"e2e/{name}"] = e2e / figures[name]
+    ceilings = [figures[k] for k in ("model_ceiling", "decode_ceiling") if figures.get(k)]
+    if len(ceilings) == 2:
+        out["e2e/min_ceiling"] = e2e / min(ceilings)
+    return out
+
+
+def scale_check(args: argparse.Namespace) -> dict:
+    """The job alone at N and 10 x N rows, each in a fresh process: rows/s and peak memory."""
+    runs = {}
+    for rows in (args.rows, 10 * args.rows):
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            args.job,
+            "--rows",
+            str(rows),
+            "--batch-size",
+            str(args.batch_size),
+            "--only-rayjobs",
+            "--no-table",
+            "--json",
+            str(HERE / "results" / "scale.tmp"),
+            *args.overrides,
+        ]
+        subprocess.run(command, check=True)
+        runs[rows] = json.loads((HERE / "results" / "scale.tmp").read_text())
+    return {
+        str(rows): {k: run["figures"][k] for k in ("rayjobs_e2e", "peak_driver_mib", "peak_worker_mib")}
+        for rows, run in runs.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("job", choices=sorted(DEFAULTS))
+    parser.add_argument("--rows", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--model", help="checkpoint folder (default: MiniLM / a ViT-B/32-shaped CLIP)")
+    parser.add_argument("--random-weights", action="store_true", help="MiniLM's shape with random weights")
+    parser.add_argument("--only-rayjobs", action="store_true", help="skip ceilings and baselines")
+    parser.add_argument("--scale", action="store_true", help="also run N and 10 x N rows")
+    parser.add_argument("--no-table", action="store_true", help="do not append to benchmarks/README.md")
+    parser.add_argument("--json", type=Path, help="write the result here instead of benchmarks/results/")
+    parser.add_argument("overrides", nargs="*", help="rayjobs config overrides, e.g. model.num_threads=2")
+    args = parser.parse_args(argv)
+    default_rows, default_batch = DEFAULTS[args.job]
+    args.rows = args.rows or default_rows
+    args.batch_size = args.batch_size or default_batch
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    work = models.CACHE / f"work-{args.job}-{args.rows}"
+    bench = bench_texts if args.job == "embed_texts" else bench_images
+    figures = bench(args, work, device)
+    result = {
+        "job": args.job,
+        "model": figures.pop("model"),
+        "device": device_name(device),
+        "rows": args.rows,
+        "batch_size": args.batch_size,
+        "overrides": args.overrides,
+        "figures": figures,
+        "ratios": ratios(figures),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if args.scale:
+        result["scale"] = scale_check(args)
+    path = write_result(result, args.json)
+    if not args.no_table and not args.only_rayjobs:
+        append_table_row(HERE / "README.md", result)
+    print(json.dumps(result, indent=2, default=str))
+    print(f"result: {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Smoke test of the benchmark harness: the JSON's shape and rows out = rows in, never timings."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args], capture_output=True, text=True, timeout=380, env=env
+    )
+
+
+def test_text_harness_measures_every_figure(tmp_path):
+    out = tmp_path / "texts.json"
+    done = harness("embed_texts", "--rows", "60", "--batch-size", "16", "--no-table", "--json", str(out))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert (result["job"], result["rows"], result["batch_size"]) == ("embed_texts", 60, 16)
+    assert result["figures"]["rows_out"] == 60
+    for name in ("model_ceiling", "encode", "textbook_ray", "rayjobs_e2e", "rayjobs_e2e_with_ray_start"):
+        assert result["figures"][name] > 0, name
+    assert set(result["ratios"]) == {"e2e/model_ceiling", "e2e/encode", "e2e/textbook_ray"}
+    assert result["figures"]["peak_driver_mib"] > 0 and "CPU" in result["device"]
+
+
+def test_image_harness_measures_every_figure(tmp_path, tiny_clip):
+    out = tmp_path / "images.json"
+    done = harness(
+        "embed_images",
+        "--rows",
+        "12",
+        "--batch-size",
+        "4",
+        "--model",
+        tiny_clip,
+        "--no-table",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["figures"]["rows_out"] == 12
+    for name in ("model_ceiling", "decode_ceiling", "textbook_ray", "rayjobs_e2e"):
+        assert result["figures"][name] > 0, name
+    assert "e2e/min_ceiling" in result["ratios"]
