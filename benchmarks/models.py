@@ -25,6 +25,14 @@ def minilm(random_weights: bool = False) -> str:
     return str(folder)
 
 
+def ensure_weights(path: str) -> str:
+    """A checkpoint folder shipped without weights (config + tokenizer) gets random ones."""
+    folder = Path(path)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")) and (folder / "config.json").exists():
+        with_random_weights(folder)
+    return path
+
+
 def with_random_weights(folder: Path) -> Path:
     """Fill a checkpoint folder that has config.json (and tokenizer files) with random weights."""
     import torch

@@ -52,3 +52,18 @@ def append_table_row(readme: Path, result: dict) -> None:
     else:
         text += f"\n{row}\n"
     readme.write_text(text)
+
+
+def main(paths: list[str]) -> None:
+    """python -m benchmarks.report results/x.json ...: add runs measured elsewhere (a GPU machine)."""
+    readme = Path(__file__).resolve().parent / "README.md"
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        append_table_row(readme, result)
+        write_result(result, RESULTS / Path(path).name)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

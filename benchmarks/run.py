@@ -64,7 +64,10 @@ def run_rayjobs(job: str, overrides: list[str], device: str) -> dict:
 
 
 def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
-    model = args.model or models.minilm(random_weights=args.random_weights)
+    if args.model:
+        model = models.ensure_weights(args.model)
+    else:
+        model = models.minilm(random_weights=args.random_weights)
     source = synthetic.write_texts(work / "texts.parquet", args.rows)
     figures = {}
     if not args.only_rayjobs:
