@@ -52,10 +52,13 @@ def run_rayjobs(job: str, overrides: list[str], device: str) -> dict:
         result = rayjobs.run(rayjobs.compose(job, overrides))
         finished = time.perf_counter()
     rows = result.rows_written + result.rows_errored
+    model_stage = [s for s in result.stats.get("stages", []) if "ModelStage" in s["name"]]
     return {
+        "rayjobs_model_stage": model_stage[0]["rows_per_s"] if model_stage else None,
         "rayjobs_e2e": rows / (finished - ray_up),
         "rayjobs_e2e_with_ray_start": rows / (finished - started),
         "ray_start_s": ray_up - started,
+        "first_results_s": result.stats.get("first_results_s"),
         "rows_out": rows,
         "stages": result.stats.get("stages", []),
         "peak_driver_mib": memory.driver_mb,

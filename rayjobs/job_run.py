@@ -108,7 +108,10 @@ class JobRun:
         errors = written = 0
         last_flush = time.monotonic()
         interval = float(self.cfg.job.get("progress_interval_s") or 10)
+        first: tuple[float, int] | None = None  # (time, rows) of the first results: steady-state rate
         for batch in manifest.iter_batches(batch_size=None, batch_format="pyarrow"):
+            if first is None:
+                first = (time.monotonic(), int(pa_sum(batch["rows"])))
             for shard, rows, errs in zip(
                 *(batch[c].to_pylist() for c in ("shard", "rows", "errors")), strict=True
             ):
@@ -126,7 +129,16 @@ class JobRun:
         missing = [s.index for s in self.todo if counts.get(s.index, 0) < s.rows]
         if over or missing:
             raise RuntimeError(f"shard accounting failed: duplicated {over[:5]}, incomplete {missing[:5]}")
-        return self._record(written, errors, _stage_summaries(manifest))
+        timing = {}
+        if first is not None:
+            seconds = time.monotonic() - first[0]
+            timing = {
+                "first_results_s": round(first[0] - self.started, 3),
+                "steady_rows_per_s": round((written + errors - first[1]) / seconds, 3)
+                if seconds > 0
+                else None,
+            }
+        return self._record(written, errors, _stage_summaries(manifest), timing)
 
     def _journal(self, finished: list[int]) -> None:
         """Mark shards done, after removing any file of theirs that another run wrote."""
@@ -152,7 +164,7 @@ class JobRun:
             _duration(left),
         )
 
-    def _record(self, written: int, errors: int, stages: list[dict[str, str]]) -> RunResult:
+    def _record(self, written: int, errors: int, stages: list[dict[str, str]], timing: dict) -> RunResult:
         seconds = time.monotonic() - self.started
         resumed = {shard.index for shard in self.plan.shards} - {shard.index for shard in self.todo}
         resumed_rows = sum(shard.rows for shard in self.plan.shards if shard.index in resumed)
@@ -171,6 +183,7 @@ class JobRun:
             "shards": len(self.plan.shards),
             "wall_s": round(seconds, 3),
             "rows_per_s": round((written + errors) / seconds, 3) if seconds else None,
+            **timing,
             "cluster": asdict(self.cluster),
             "stages": stages,
         }
@@ -293,10 +306,28 @@ def _remove_shard_files(fs, root: str, shards: set[int], keep_run: str | None = 
         fs.rm(stale)
 
 
-def _stage_summaries(dataset) -> list[dict[str, str]]:
-    """Ray Data's one-line summary per operator ("3 tasks executed, 3 blocks produced in 1.2s")."""
-    found = re.finditer(r"^Operator \d+ (?P<name>.+?): (?P<summary>.+)$", dataset.stats(), re.MULTILINE)
-    return [{"name": m["name"], "summary": m["summary"]} for m in found]
+def pa_sum(column) -> int:
+    import pyarrow.compute as pc
+
+    return pc.sum(column).as_py() or 0
+
+
+def _stage_summaries(dataset) -> list[dict[str, Any]]:
+    """Per operator: Ray Data's one-line summary and its throughput while it ran (rows/s)."""
+    stages = []
+    for block in re.split(r"^(?=Operator \d+ )", dataset.stats(), flags=re.MULTILINE):
+        head = re.match(r"Operator \d+ (?P<name>.+?): (?P<summary>.+)$", block, re.MULTILINE)
+        if not head:
+            continue
+        rate = re.search(r"Ray Data throughput: (?P<rate>[\d.]+) rows/s", block)
+        stages.append(
+            {
+                "name": head["name"],
+                "summary": head["summary"],
+                "rows_per_s": float(rate["rate"]) if rate else None,
+            }
+        )
+    return stages
 
 
 def _error_rows(fs, root: str, shards: set[int]) -> int:

@@ -72,8 +72,10 @@ class ModelStage:
             return {}, failures
         merged = {}
         for name in self.outputs:
-            template = done[0][name]
+            template = np.asarray(done[0][name])
             full = np.zeros((size, *template.shape[1:]), dtype=template.dtype)
+            if template.dtype == object or template.dtype.kind in "US":
+                full = np.empty(size, dtype=object)
             for i, part in enumerate(parts):
                 if part is not None:
                     full[i] = part[name][0]
@@ -102,8 +104,13 @@ def _rows(values, rows: np.ndarray):
 
 
 def _scatter(values: np.ndarray, rows: np.ndarray, total: int) -> pa.Array:
-    """Per-row outputs for the good rows, zeros elsewhere (those rows leave as errors)."""
-    full = np.zeros((total, *values.shape[1:]), dtype=values.dtype)
+    """Per-row outputs for the good rows; zeros (tensors) or nulls (text, lists) elsewhere."""
+    if values.dtype == object or values.dtype.kind in "US":
+        full: list = [None] * total
+        for row, value in zip(rows, values, strict=True):
+            full[row] = value.tolist() if isinstance(value, np.ndarray) else value
+        return pa.array(full)
+    dense = np.zeros((total, *values.shape[1:]), dtype=values.dtype)
     if len(rows):
-        full[rows] = values
-    return tensor_to_arrow(full)
+        dense[rows] = values
+    return tensor_to_arrow(dense)

@@ -94,3 +94,24 @@ def test_token_lists_reach_the_operator_as_arrays():
     table = pa.table({"id": [1, 2, 3], "input_ids": lists_to_arrow(rows)}).slice(1, 2)
     out = stage("TokenCounts")(table)
     assert arrow_to_tensor(out["embedding"]).ravel().tolist() == [1.0, 5.0]
+
+
+class Shout:
+    """Text in, text and a count out: outputs that are not tensors."""
+
+    inputs: ClassVar[tuple[str, ...]] = ("text",)
+    outputs: ClassVar[tuple[str, ...]] = ("caption", "length")
+
+    def __call__(self, batch):
+        if any(t == "boom" for t in batch["text"]):
+            raise RuntimeError("boom")
+        texts = [t.upper() for t in batch["text"]]
+        return {"caption": np.array(texts, dtype=object), "length": np.array([len(t) for t in texts])}
+
+
+def test_text_outputs_become_string_columns_with_nulls_for_failed_rows():
+    table = pa.table({"id": [1, 2, 3], "text": ["ab", "boom", "cde"]})
+    out = stage("Shout")(table)
+    assert out["caption"].to_pylist() == ["AB", None, "CDE"]
+    assert arrow_to_tensor(out["length"]).tolist()[0] == 2
+    assert out[ERROR].to_pylist()[1] == "RuntimeError: boom"
