@@ -82,7 +82,9 @@ def check_job(cfg: DictConfig) -> tuple[StageSpec, StageSpec]:
     threads = cfg.model.get("num_threads")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError("model.num_threads", f"must be a positive integer or null, got {threads!r}")
-    return StageSpec.parse(cfg.preprocess, "preprocess"), StageSpec.parse(cfg.model, "model")
+    return StageSpec.parse(cfg.preprocess, "preprocess", whole_blocks=True), StageSpec.parse(
+        cfg.model, "model"
+    )
 
 
 def check_columns(schema: pa.Schema | None, columns: Mapping[str, str | None]) -> None:

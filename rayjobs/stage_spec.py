@@ -19,17 +19,22 @@ STAGE_KEYS = ("batch_size", "concurrency", "num_cpus", "num_gpus", "memory")
 class StageSpec:
     """Resources of one stage. num_gpus may be "auto": 1 when the cluster has GPUs, else 0."""
 
-    batch_size: int
+    batch_size: int | None
     num_cpus: float = 1.0
     num_gpus: float | str = 0.0
     concurrency: int | tuple[int, int] | None = None
     memory: int | None = None
 
     @classmethod
-    def parse(cls, node: Mapping[str, Any], key: str) -> StageSpec:
-        """Read and check the stage keys of a config node; errors name `key.<field>`."""
+    def parse(cls, node: Mapping[str, Any], key: str, whole_blocks: bool = False) -> StageSpec:
+        """Read and check the stage keys of a config node; errors name `key.<field>`.
+
+        `whole_blocks`: batch_size may be null, one call per block (for CPU stages: a shard).
+        """
         batch_size = node.get("batch_size")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is None and whole_blocks:
+            pass
+        elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"{key}.batch_size", f"must be a positive integer, got {batch_size!r}")
         num_cpus = _non_negative(node.get("num_cpus", 1), f"{key}.num_cpus")
         raw_gpus = node.get("num_gpus", 0)

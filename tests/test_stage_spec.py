@@ -54,3 +54,10 @@ def test_bad_values_name_their_key(node, key):
         StageSpec.parse(node, "model")
     assert caught.value.key == key
     assert "\n" not in str(caught.value)
+
+
+def test_whole_block_batches_only_where_allowed():
+    assert StageSpec.parse({"batch_size": None}, "preprocess", whole_blocks=True).batch_size is None
+    assert StageSpec(None).ray_args(actor=False)["batch_size"] is None
+    with pytest.raises(ConfigError):
+        StageSpec.parse({"batch_size": None}, "model")

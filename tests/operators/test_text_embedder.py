@@ -48,7 +48,7 @@ def test_plain_checkpoint_means_over_real_tokens_only(tiny_bert):
 
     tokenizer, model = AutoTokenizer.from_pretrained(tiny_bert), AutoModel.from_pretrained(tiny_bert)
     texts = ["a red car", "the small white house in the park at night"]
-    ours = embed(tiny_bert, texts)
+    ours = embed(tiny_bert, texts, dtype="float32")  # float16 on a GPU would not match to 1e-5
     for text, vector in zip(texts, ours, strict=True):
         inputs = tokenizer([text], return_tensors="pt")  # alone: no padding at all
         with torch.inference_mode():
@@ -57,8 +57,8 @@ def test_plain_checkpoint_means_over_real_tokens_only(tiny_bert):
 
 
 def test_same_text_same_vector_whatever_the_batch(tiny_bert):
-    alone = embed(tiny_bert, ["a dog runs"])
-    mixed = embed(tiny_bert, ["a dog runs", "the big green tree by the sea at day " * 3])
+    alone = embed(tiny_bert, ["a dog runs"], dtype="float32")
+    mixed = embed(tiny_bert, ["a dog runs", "the big green tree by the sea at day " * 3], dtype="float32")
     np.testing.assert_allclose(alone[0], mixed[0], atol=1e-5)
 
 
