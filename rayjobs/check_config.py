@@ -32,7 +32,9 @@ def operator_config(model: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return str(model.get("_target_")), kwargs
 
 
-def check_operator(model: Mapping[str, Any], inputs: tuple[str, ...], job: str) -> type:
+def check_operator(
+    model: Mapping[str, Any], inputs: tuple[str, ...], job: str, outputs: tuple[str, ...] = ()
+) -> type:
     """Bind the model node's keys to its operator's signature without loading anything."""
     target, kwargs = operator_config(model)
     if not model.get("_target_"):
@@ -50,11 +52,12 @@ def check_operator(model: Mapping[str, Any], inputs: tuple[str, ...], job: str) 
         inspect.signature(operator).bind(**kwargs)
     except TypeError as error:
         raise ConfigError("model", f"{target}: {error}") from None
-    if tuple(getattr(operator, "inputs", ())) != inputs:
+    made = tuple(getattr(operator, "outputs", ()))
+    if tuple(getattr(operator, "inputs", ())) != inputs or not set(outputs) <= set(made):
         raise ConfigError(
             "model",
-            f"{target} takes {getattr(operator, 'inputs', '?')} but {job} feeds it {inputs}: "
-            "choose a model preset made for this job",
+            f"{target} maps {getattr(operator, 'inputs', '?')} to {made}; {job} feeds {inputs} and needs "
+            f"{outputs}: choose a model preset made for this job",
         )
     if "path" in kwargs:
         problem = check_model_reference(str(kwargs["path"]))

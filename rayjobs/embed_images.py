@@ -23,9 +23,8 @@ from rayjobs.write_results import write_results
 def run(cfg: DictConfig) -> RunResult:
     image = cfg.input.image_column or "image"
     from_table = cfg.input.format == "parquet"
-    job = start_job(
-        cfg, inputs=("pixel_values",), columns={"input.image_column": image if from_table else None}
-    )
+    checked = {"input.image_column": image if from_table else None}
+    job = start_job(cfg, inputs=("pixel_values",), outputs=("embedding",), columns=checked)
     if job.result:  # this exact job already finished in output.path
         return job.result
     keep = list(cfg.output.columns)

@@ -218,11 +218,13 @@ class JobRun:
         )
 
 
-def start_job(cfg: DictConfig, *, inputs: tuple[str, ...], columns: dict[str, str | None]) -> JobRun:
+def start_job(
+    cfg: DictConfig, *, inputs: tuple[str, ...], outputs: tuple[str, ...], columns: dict[str, str | None]
+) -> JobRun:
     """Everything before the pipeline: checks (ConfigError, before Ray), output claim, Ray."""
     started = time.monotonic()
     preprocess, model = check_job(cfg)
-    check_operator(OmegaConf.to_container(cfg.model, resolve=True), inputs, cfg.job.name)
+    check_operator(OmegaConf.to_container(cfg.model, resolve=True), inputs, cfg.job.name, outputs)
     if model.num_gpus not in ("auto", 0.0) and not _joins_cluster(cfg) and local_gpus() == 0:
         raise ConfigError("model.num_gpus", f"asks {model.num_gpus:g} GPU but this machine has none")
     plan = plan_input(cfg.input, cfg.job.get("limit"))

@@ -61,3 +61,8 @@ def local_ray():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(models_dir) -> str:
+    return str(tiny_models.tiny_blip(models_dir / "blip"))

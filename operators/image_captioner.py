@@ -1,0 +1,121 @@
+"""ImageCaptioner: uint8 pixels (and an optional prompt) in, a caption per image out.
+
+For image-to-text checkpoints that take a fixed-size `pixel_values` tensor: BLIP, GIT,
+VisionEncoderDecoder (ViT + GPT-2) and similar. The CPU stage resized and cropped with the
+checkpoint's own image processor; rescaling and normalisation happen here, on the device.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from operators.model_files import local_model_dir
+from operators.torch_device import pick_device, pick_dtype
+
+
+def load_captioning_model(folder: str, dtype: torch.dtype, trust_remote_code: bool):
+    """The checkpoint's image-to-text model class, whichever auto class knows it."""
+    import transformers
+
+    errors = []
+    for name in ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM"):
+        auto = getattr(transformers, name, None)
+        if auto is None:
+            continue
+        try:
+            return auto.from_pretrained(
+                folder, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+            )
+        except ValueError as error:  # "Unrecognized configuration class": try the next auto class
+            errors.append(f"{name}: {error}".splitlines()[0])
+    raise ValueError(f"{folder} is not an image-to-text checkpoint ({'; '.join(errors)})")
+
+
+class ImageCaptioner:
+    """Generates one caption per image; `prompt` (or a per-row `prompt` column) conditions it."""
+
+    inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    outputs: ClassVar[tuple[str, ...]] = ("caption", "generated_tokens")
+
+    def __init__(
+        self,
+        path: str,
+        revision: str | None = None,
+        prompt: str | None = None,
+        max_new_tokens: int = 30,
+        num_beams: int = 1,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        dtype: str = "auto",
+        device: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> None:
+        from transformers import AutoImageProcessor, AutoTokenizer, GenerationConfig
+
+        folder = local_model_dir(path, revision)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.model = load_captioning_model(folder, self.dtype, trust_remote_code).eval().to(self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        processor = AutoImageProcessor.from_pretrained(folder)
+        mean = np.asarray(processor.image_mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(processor.image_std, dtype=np.float32).reshape(1, -1, 1, 1)
+        rescale = float(getattr(processor, "rescale_factor", 1 / 255))
+        self.scale = torch.from_numpy(rescale / std).to(self.device)
+        self.shift = torch.from_numpy(-mean / std).to(self.device)
+        self.prompt = prompt
+        self.seed = seed
+        self.generation = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            do_sample=do_sample,
+            temperature=temperature if do_sample else None,
+            top_p=top_p if do_sample else None,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.model.generation_config.eos_token_id,
+            bos_token_id=self.model.generation_config.bos_token_id,
+            decoder_start_token_id=self.model.generation_config.decoder_start_token_id,
+        )
+
+    @torch.inference_mode()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pixels = torch.from_numpy(np.require(batch["pixel_values"], requirements=["C", "W"]))
+        if self.device.type == "cuda":
+            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+        pixels = (pixels.float() * self.scale + self.shift).to(self.dtype)
+        prompts = batch.get("prompt")
+        if prompts is None:
+            prompts = np.array([self.prompt] * len(pixels), dtype=object)
+        captions = np.empty(len(pixels), dtype=object)
+        counts = np.zeros(len(pixels), dtype=np.int32)
+        for prompt in dict.fromkeys(prompts):  # one generate() per distinct prompt
+            rows = np.flatnonzero(prompts == prompt)
+            texts, lengths = self._generate(pixels[rows], prompt)
+            captions[rows], counts[rows] = texts, lengths
+        return {"caption": captions, "generated_tokens": counts}
+
+    def _generate(self, pixels: torch.Tensor, prompt: str | None) -> tuple[list[str], list[int]]:
+        kwargs = {"pixel_values": pixels}
+        echo: list[int] = []
+        if prompt:  # tokenized as the checkpoint's own processor does (special tokens included)
+            encoded = self.tokenizer([prompt] * len(pixels), return_tensors="pt")
+            kwargs.update(
+                {k: v.to(self.device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
+            )
+            echo = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        torch.manual_seed(self.seed)
+        out = self.model.generate(**kwargs, generation_config=self.generation)
+        special = set(self.tokenizer.all_special_ids)
+        texts, lengths = [], []
+        for sequence in out:
+            ids = [token for token in sequence.tolist() if token not in special]
+            if echo and ids[: len(echo)] == echo:  # BLIP, GIT and decoder prompts echo the prompt
+                ids = ids[len(echo) :]
+            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+            lengths.append(len(ids))
+        return texts, lengths

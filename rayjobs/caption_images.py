@@ -1,0 +1,59 @@
+"""Caption images: one caption per image, from a folder of files or a Parquet column of bytes.
+
+    python -m rayjobs.caption_images input.path=photos/ output.path=out/captions
+
+read shards (Ray tasks) -> decode, orient, resize and crop with the model's image processor
+(CPU, in the read task; bad images become error rows) -> ImageCaptioner (actor pool, one model
+per actor, on a GPU when the cluster has one) -> write Parquet: data/ (id, caption,
+generated_tokens, output.columns), errors/ (id, stage, reason), then the run record and _SUCCESS.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from operators.decode_images import decode_images
+from rayjobs.cli import run_cli
+from rayjobs.job_run import RunResult, start_job
+from rayjobs.model_stage import ModelStage
+from rayjobs.read_input import read_input
+from rayjobs.write_results import write_results
+
+
+def run(cfg: DictConfig) -> RunResult:
+    image = cfg.input.image_column or "image"
+    from_table = cfg.input.format == "parquet"
+    job = start_job(
+        cfg,
+        inputs=("pixel_values",),
+        outputs=("caption", "generated_tokens"),
+        columns={"input.image_column": image if from_table else None},
+    )
+    if job.result:  # this exact job already finished in output.path
+        return job.result
+    keep = list(cfg.output.columns)
+
+    rows = read_input(job.plan, job.todo, cfg.input, columns=[image, *keep] if from_table else keep)
+    pixels = rows.map_batches(
+        decode_images,
+        fn_kwargs={
+            "model_path": cfg.model.path,
+            "revision": cfg.model.get("revision"),
+            "image_column": image,
+            "max_pixels": cfg.preprocess.max_pixels,
+            "keep_image": image in keep,
+            "jpeg_draft": cfg.preprocess.jpeg_draft,
+        },
+        **job.task_args(),
+    )
+    captioned = pixels.map_batches(ModelStage, **job.model_args())
+    manifest = captioned.map_batches(write_results, **job.write_args(["caption", "generated_tokens"]))
+    return job.finish(manifest)
+
+
+def main() -> None:
+    run_cli("caption_images")
+
+
+if __name__ == "__main__":
+    main()
