@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from operators.model_files import local_model_dir
+from operators.pixel_normalizer import PixelNormalizer
 from operators.torch_device import pick_device, pick_dtype
 
 
@@ -55,19 +56,14 @@ class ImageCaptioner:
         device: str = "auto",
         trust_remote_code: bool = False,
     ) -> None:
-        from transformers import AutoImageProcessor, AutoTokenizer, GenerationConfig
+        from transformers import AutoTokenizer, GenerationConfig
 
         folder = local_model_dir(path, revision)
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.model = load_captioning_model(folder, self.dtype, trust_remote_code).eval().to(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        processor = AutoImageProcessor.from_pretrained(folder)
-        mean = np.asarray(processor.image_mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(processor.image_std, dtype=np.float32).reshape(1, -1, 1, 1)
-        rescale = float(getattr(processor, "rescale_factor", 1 / 255))
-        self.scale = torch.from_numpy(rescale / std).to(self.device)
-        self.shift = torch.from_numpy(-mean / std).to(self.device)
+        self.pixels = PixelNormalizer(folder, self.device, self.dtype)
         self.prompt = prompt
         self.seed = seed
         self.generation = GenerationConfig(
@@ -84,10 +80,7 @@ class ImageCaptioner:
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        pixels = torch.from_numpy(np.require(batch["pixel_values"], requirements=["C", "W"]))
-        if self.device.type == "cuda":
-            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
-        pixels = (pixels.float() * self.scale + self.shift).to(self.dtype)
+        pixels = self.pixels(batch["pixel_values"])
         prompts = batch.get("prompt")
         if prompts is None:
             prompts = np.array([self.prompt] * len(pixels), dtype=object)

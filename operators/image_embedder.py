@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from operators.model_files import local_model_dir
+from operators.pixel_normalizer import PixelNormalizer
 from operators.torch_device import pick_device, pick_dtype
 
 
@@ -30,7 +31,7 @@ class ImageEmbedder:
         device: str = "auto",
         trust_remote_code: bool = False,
     ) -> None:
-        from transformers import AutoImageProcessor, AutoModel
+        from transformers import AutoModel
 
         folder = local_model_dir(path, revision)
         self.device = pick_device(device)
@@ -42,21 +43,11 @@ class ImageEmbedder:
             raise ValueError(f"{type(model).__name__} has no get_image_features: not an image-text model")
         self.model = model.eval().to(self.device)
         self.normalize = normalize
-        processor = AutoImageProcessor.from_pretrained(folder)
-        mean = np.asarray(processor.image_mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(processor.image_std, dtype=np.float32).reshape(1, -1, 1, 1)
-        rescale = float(getattr(processor, "rescale_factor", 1 / 255))
-        # (x * rescale - mean) / std as one multiply-add on the device.
-        self.scale = torch.from_numpy(rescale / std).to(self.device)
-        self.shift = torch.from_numpy(-mean / std).to(self.device)
+        self.pixels = PixelNormalizer(folder, self.device, self.dtype)
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        pixels = torch.from_numpy(np.require(batch["pixel_values"], requirements=["C", "W"]))
-        if self.device.type == "cuda":
-            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
-        pixels = (pixels.float() * self.scale + self.shift).to(self.dtype)
-        out = self.model.get_image_features(pixel_values=pixels)
+        out = self.model.get_image_features(pixel_values=self.pixels(batch["pixel_values"]))
         vectors = (out if isinstance(out, torch.Tensor) else out.pooler_output).float()
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)

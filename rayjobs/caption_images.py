@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from operators.decode_images import decode_images
 from rayjobs.cli import run_cli
+from rayjobs.image_inputs import decode_options, image_columns
 from rayjobs.job_run import RunResult, start_job
 from rayjobs.model_stage import ModelStage
 from rayjobs.read_input import read_input
@@ -21,31 +22,13 @@ from rayjobs.write_results import write_results
 
 
 def run(cfg: DictConfig) -> RunResult:
-    image = cfg.input.image_column or "image"
-    from_table = cfg.input.format == "parquet"
-    job = start_job(
-        cfg,
-        inputs=("pixel_values",),
-        outputs=("caption", "generated_tokens"),
-        columns={"input.image_column": image if from_table else None},
-    )
+    read_columns, checked = image_columns(cfg)
+    job = start_job(cfg, inputs=("pixel_values",), outputs=("caption", "generated_tokens"), columns=checked)
     if job.result:  # this exact job already finished in output.path
         return job.result
-    keep = list(cfg.output.columns)
 
-    rows = read_input(job.plan, job.todo, cfg.input, columns=[image, *keep] if from_table else keep)
-    pixels = rows.map_batches(
-        decode_images,
-        fn_kwargs={
-            "model_path": cfg.model.path,
-            "revision": cfg.model.get("revision"),
-            "image_column": image,
-            "max_pixels": cfg.preprocess.max_pixels,
-            "keep_image": image in keep,
-            "jpeg_draft": cfg.preprocess.jpeg_draft,
-        },
-        **job.task_args(),
-    )
+    rows = read_input(job.plan, job.todo, cfg.input, columns=read_columns)
+    pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
     captioned = pixels.map_batches(ModelStage, **job.model_args())
     manifest = captioned.map_batches(write_results, **job.write_args(["caption", "generated_tokens"]))
     return job.finish(manifest)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from operators.model_files import check_model_reference
 from rayjobs.config_error import ConfigError
+from rayjobs.read_text_files import LINE_FORMATS
 from rayjobs.stage_spec import STAGE_KEYS, StageSpec
 
 ACTOR_KEYS = (*STAGE_KEYS, "num_threads")
@@ -75,8 +76,9 @@ def check_job(cfg: DictConfig) -> tuple[StageSpec, StageSpec]:
     budget = cfg.job.get("max_error_fraction")
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 <= budget <= 1:
         raise ConfigError("job.max_error_fraction", f"must be between 0 and 1, got {budget!r}")
-    if cfg.input.format not in ("parquet", "images"):
-        raise ConfigError("input.format", f"must be parquet or images, got {cfg.input.format!r}")
+    formats = ("parquet", "images", *LINE_FORMATS)
+    if cfg.input.format not in formats:
+        raise ConfigError("input.format", f"must be one of {', '.join(formats)}, got {cfg.input.format!r}")
     if cfg.output.get("embedding_dtype", "float32") not in ("float32", "float16"):
         raise ConfigError("output.embedding_dtype", "must be float32 or float16")
     shard_rows = cfg.input.get("shard_rows")
@@ -90,10 +92,10 @@ def check_job(cfg: DictConfig) -> tuple[StageSpec, StageSpec]:
     )
 
 
-def check_columns(schema: pa.Schema | None, columns: Mapping[str, str | None]) -> None:
-    """Each configured column (key -> name) exists in the input's schema."""
+def check_columns(schema: pa.Schema | None, columns: Iterable[tuple[str, str | None]]) -> None:
+    """Each configured column, as (config key, column name) pairs, exists in the input's schema."""
     if schema is None:
         return
-    for key, name in columns.items():
+    for key, name in columns:
         if name and name not in schema.names:
             raise ConfigError(key, f"no column {name!r} in the input (columns: {', '.join(schema.names)})")

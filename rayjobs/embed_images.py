@@ -3,7 +3,7 @@
     python -m rayjobs.embed_images input.path=photos/ output.path=out/photos
 
 read shards (Ray tasks; file bytes fetched concurrently) -> decode, orient, resize and crop with
-the model's image processor (CPU tasks; bad images become error rows) -> ImageEmbedder (actor
+the model's image processor (CPU, inside each read task; bad images become error rows) -> ImageEmbedder (actor
 pool, one model per actor, on a GPU when the cluster has one) -> write Parquet: data/ (id,
 embedding, output.columns), errors/ (id, stage, reason), then the run record and _SUCCESS.
 """
@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from operators.decode_images import decode_images
 from rayjobs.cli import run_cli
+from rayjobs.image_inputs import decode_options, image_columns
 from rayjobs.job_run import RunResult, start_job
 from rayjobs.model_stage import ModelStage
 from rayjobs.read_input import read_input
@@ -21,27 +22,13 @@ from rayjobs.write_results import write_results
 
 
 def run(cfg: DictConfig) -> RunResult:
-    image = cfg.input.image_column or "image"
-    from_table = cfg.input.format == "parquet"
-    checked = {"input.image_column": image if from_table else None}
+    read_columns, checked = image_columns(cfg)
     job = start_job(cfg, inputs=("pixel_values",), outputs=("embedding",), columns=checked)
     if job.result:  # this exact job already finished in output.path
         return job.result
-    keep = list(cfg.output.columns)
 
-    rows = read_input(job.plan, job.todo, cfg.input, columns=[image, *keep] if from_table else keep)
-    pixels = rows.map_batches(
-        decode_images,
-        fn_kwargs={
-            "model_path": cfg.model.path,
-            "revision": cfg.model.get("revision"),
-            "image_column": image,
-            "max_pixels": cfg.preprocess.max_pixels,
-            "jpeg_draft": cfg.preprocess.jpeg_draft,
-            "keep_image": image in keep,
-        },
-        **job.task_args(),
-    )
+    rows = read_input(job.plan, job.todo, cfg.input, columns=read_columns)
+    pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
     embedded = pixels.map_batches(ModelStage, **job.model_args())
     manifest = embedded.map_batches(write_results, **job.write_args(["embedding"]))
     return job.finish(manifest)

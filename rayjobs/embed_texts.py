@@ -21,7 +21,7 @@ from rayjobs.write_results import write_results
 
 def run(cfg: DictConfig) -> RunResult:
     text = cfg.input.text_column
-    job = start_job(cfg, inputs=("input_ids",), outputs=("embedding",), columns={"input.text_column": text})
+    job = start_job(cfg, inputs=("input_ids",), outputs=("embedding",), columns=[("input.text_column", text)])
     if job.result:  # this exact job already finished in output.path
         return job.result
     keep = list(cfg.output.columns)

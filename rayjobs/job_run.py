@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
-import re
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,11 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from rayjobs import run_record
 from rayjobs.check_config import check_columns, check_job, check_operator, operator_config
 from rayjobs.config_error import ConfigError
+from rayjobs.output_folder import claim_output, error_rows, remove_shard_files
 from rayjobs.read_input import InputPlan, Shard, plan_input
+from rayjobs.run_stats import pa_sum, stage_summaries, versions
 from rayjobs.runtime import Cluster, check_fits, local_gpus, model_threads, start_ray
 from rayjobs.stage_spec import StageSpec
-from rayjobs.storage import filesystem, join
-from rayjobs.write_results import DATA_DIR, ERRORS_DIR, parse_part_name, shard_of
+from rayjobs.storage import filesystem
 
 log = logging.getLogger("rayjobs")
 
@@ -83,12 +83,14 @@ class JobRun:
             **self.model.ray_args(actor=True, cluster_gpus=self.cluster.gpus),
         }
 
-    def write_args(self, results: list[str]) -> dict[str, Any]:
-        """map_batches arguments of the write stage: `results` are the columns the model made."""
+    def write_args(self, results: list[str], error_columns: list[str] | None = None) -> dict[str, Any]:
+        """map_batches arguments of the write stage: `results` are the columns the model made,
+        `error_columns` the ones errored rows keep too (next to id, stage and reason)."""
         output = OmegaConf.to_container(self.cfg.output, resolve=True)
         options = {
             **output,
             "results": results,
+            "error_columns": list(error_columns or []),
             "columns": list(output.get("columns") or []),
             "run_id": self.run_id,
         }
@@ -138,12 +140,12 @@ class JobRun:
                 if seconds > 0
                 else None,
             }
-        return self._record(written, errors, _stage_summaries(manifest), timing)
+        return self._record(written, errors, stage_summaries(manifest), timing)
 
     def _journal(self, finished: list[int]) -> None:
         """Mark shards done, after removing any file of theirs that another run wrote."""
         for shard in finished:
-            _remove_shard_files(self.fs, self.root, {shard}, keep_run=self.run_id)
+            remove_shard_files(self.fs, self.root, {shard}, keep_run=self.run_id)
         self.done.update(finished)
         finished.clear()
         run_record.write_progress(self.fs, self.root, self.done)
@@ -168,7 +170,7 @@ class JobRun:
         seconds = time.monotonic() - self.started
         resumed = {shard.index for shard in self.plan.shards} - {shard.index for shard in self.todo}
         resumed_rows = sum(shard.rows for shard in self.plan.shards if shard.index in resumed)
-        resumed_errors = _error_rows(self.fs, self.root, resumed)
+        resumed_errors = error_rows(self.fs, self.root, resumed)
         total_written = written + resumed_rows - resumed_errors
         total_errors = errors + resumed_errors
         rows = self.plan.rows
@@ -212,14 +214,18 @@ class JobRun:
                 "fingerprint": self.fingerprint,
                 "config": OmegaConf.to_container(self.cfg, resolve=True),
                 "stats": stats,
-                "versions": _versions(),
+                "versions": versions(),
                 "argv": sys.argv,
             },
         )
 
 
 def start_job(
-    cfg: DictConfig, *, inputs: tuple[str, ...], outputs: tuple[str, ...], columns: dict[str, str | None]
+    cfg: DictConfig,
+    *,
+    inputs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    columns: Iterable[tuple[str, str | None]] = (),
 ) -> JobRun:
     """Everything before the pipeline: checks (ConfigError, before Ray), output claim, Ray."""
     started = time.monotonic()
@@ -228,12 +234,11 @@ def start_job(
     if model.num_gpus not in ("auto", 0.0) and not _joins_cluster(cfg) and local_gpus() == 0:
         raise ConfigError("model.num_gpus", f"asks {model.num_gpus:g} GPU but this machine has none")
     plan = plan_input(cfg.input, cfg.job.get("limit"))
-    check_columns(plan.schema, {**columns, "input.id_column": cfg.input.get("id_column")})
-    for name in cfg.output.get("columns") or []:
-        check_columns(plan.schema, {"output.columns": name})
+    passthrough = [("output.columns", name) for name in cfg.output.get("columns") or []]
+    check_columns(plan.schema, [*columns, ("input.id_column", cfg.input.get("id_column")), *passthrough])
     fingerprint = run_record.fingerprint(_fingerprint_parts(cfg, plan))
     fs, root = filesystem(cfg.output.path, cfg.output.get("storage_options"))
-    done = _claim_output(cfg, fs, root, fingerprint, plan)
+    done = claim_output(cfg, fs, root, fingerprint, plan)
     run = JobRun(cfg, plan, [], done, Cluster(0, 0, 0), preprocess, model, fingerprint, fs, root, started)
     if done == {shard.index for shard in plan.shards} and run_record.has_success(fs, root):
         record = run_record.read_record(fs, root) or {}
@@ -253,98 +258,11 @@ def start_job(
     run.cluster = start_ray(cfg.runtime)
     check_fits(run.cluster, preprocess, model)
     run.todo = [shard for shard in plan.shards if shard.index not in done]
-    _remove_shard_files(fs, root, {shard.index for shard in run.todo})
+    remove_shard_files(fs, root, {shard.index for shard in run.todo})
     if done:
         log.info("%s: resuming: %d of %d shards already done", cfg.job.name, len(done), len(plan.shards))
     run._write_record("running", {"fingerprint": fingerprint, "rows_in": plan.rows})
     return run
-
-
-def _claim_output(cfg: DictConfig, fs, root: str, fingerprint: str, plan: InputPlan) -> set[int]:
-    """Finished shards of an earlier run of this same job; refuses to mix in other results."""
-    if not fs.exists(root):
-        return set()
-    record = run_record.read_record(fs, root)
-    if cfg.job.get("overwrite"):
-        if record is None and fs.ls(root):
-            raise ConfigError(
-                "output.path", f"{cfg.output.path!r} is not a rayjobs output; refusing to delete it"
-            )
-        fs.rm(root, recursive=True)
-        return set()
-    if record is None:
-        if fs.isdir(root) and not fs.ls(root):
-            return set()
-        raise ConfigError("output.path", f"{cfg.output.path!r} exists and is not a rayjobs output")
-    if record.get("fingerprint") != fingerprint:
-        raise ConfigError(
-            "output.path",
-            f"{cfg.output.path!r} holds results of a different run ({record.get('job')}, fingerprint "
-            f"{record.get('fingerprint')} != {fingerprint}): use another output.path or job.overwrite=true",
-        )
-    return run_record.read_progress(fs, root) & {shard.index for shard in plan.shards}
-
-
-def _remove_shard_files(fs, root: str, shards: set[int], keep_run: str | None = None) -> None:
-    """Delete the files of `shards` (all of them, or those not written by run `keep_run`).
-
-    Unfinished shards are redone whole, and a writer of a killed run that outlives it leaves
-    files that this removes when the shard completes: no row appears twice.
-    """
-    if not shards:
-        return
-    stale = []
-    for folder in (DATA_DIR, ERRORS_DIR):
-        if len(shards) == 1:  # one shard: a prefix listing, cheap on object stores
-            (shard,) = shards
-            names = fs.glob(join(root, folder, f"part-{shard:06d}-*"))
-        else:
-            names = fs.ls(join(root, folder), detail=False) if fs.exists(join(root, folder)) else []
-        for name in names:
-            parsed = parse_part_name(posixpath.basename(name))
-            if parsed and parsed[0] in shards and parsed[1] != keep_run:
-                stale.append(name)
-    if stale:
-        fs.rm(stale)
-
-
-def pa_sum(column) -> int:
-    import pyarrow.compute as pc
-
-    return pc.sum(column).as_py() or 0
-
-
-def _stage_summaries(dataset) -> list[dict[str, Any]]:
-    """Per operator: Ray Data's one-line summary and its throughput while it ran (rows/s)."""
-    stages = []
-    for block in re.split(r"^(?=Operator \d+ )", dataset.stats(), flags=re.MULTILINE):
-        head = re.match(r"Operator \d+ (?P<name>.+?): (?P<summary>.+)$", block, re.MULTILINE)
-        if not head:
-            continue
-        rate = re.search(r"Ray Data throughput: (?P<rate>[\d.]+) rows/s", block)
-        stages.append(
-            {
-                "name": head["name"],
-                "summary": head["summary"],
-                "rows_per_s": float(rate["rate"]) if rate else None,
-            }
-        )
-    return stages
-
-
-def _error_rows(fs, root: str, shards: set[int]) -> int:
-    """Errored rows already recorded for `shards` (footers only)."""
-    import pyarrow.parquet as pq
-
-    path = join(root, ERRORS_DIR)
-    if not shards or not fs.exists(path):
-        return 0
-    total = 0
-    for file in fs.ls(path, detail=False):
-        if shard_of(posixpath.basename(file)) in shards:
-            with fs.open(file, "rb") as handle:
-                total += pq.ParquetFile(handle).metadata.num_rows
-    return total
 
 
 def _fingerprint_parts(cfg: DictConfig, plan: InputPlan) -> dict[str, Any]:
@@ -380,15 +298,3 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("rayjobs", "ray", "torch", "transformers", "pyarrow"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found

@@ -39,3 +39,19 @@ class SlowTextEmbedder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         time.sleep(self.seconds)
         return self.embedder(batch)
+
+
+def slow_job_overrides(source, out, model: str) -> list[str]:
+    """embed_texts over `source` with SlowTextEmbedder: slow enough to act on part-way through."""
+    return [
+        f"input.path={source}",
+        "input.id_column=doc_id",
+        f"output.path={out}",
+        "model._target_=tests.integration.faulty_operators.SlowTextEmbedder",
+        f"model.path={model}",
+        "+model.seconds_per_batch=0.05",
+        "model.batch_size=8",
+        "input.shard_rows=60",
+        "runtime.progress_bars=false",
+        "job.max_error_fraction=0.1",
+    ]

@@ -15,6 +15,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import rayjobs
+from tests.integration.faulty_operators import slow_job_overrides
 
 DEADLINE_S = 240
 
@@ -25,22 +26,7 @@ def main(source: str, out: str, model: str) -> int:
         worker = cluster.add_node(num_cpus=2)
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
-        cfg = rayjobs.compose(
-            "embed_texts",
-            [
-                f"input.path={source}",
-                "input.id_column=doc_id",
-                f"output.path={out}",
-                "model._target_=tests.integration.faulty_operators.SlowTextEmbedder",
-                f"model.path={model}",
-                "+model.seconds_per_batch=0.05",
-                "model.batch_size=8",
-                "input.shard_rows=60",
-                "preprocess.batch_size=30",
-                "runtime.progress_bars=false",
-                "job.max_error_fraction=0.1",
-            ],
-        )
+        cfg = rayjobs.compose("embed_texts", slow_job_overrides(source, out, model))
         outcome: dict = {}
 
         def job() -> None:

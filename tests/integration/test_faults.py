@@ -14,26 +14,11 @@ import pytest
 
 import rayjobs
 from tests.integration.conftest import storage_overrides
+from tests.integration.faulty_operators import slow_job_overrides
 from tests.integration.flaky_proxy import FlakyProxy
 from tests.integration.inputs import BAD_TEXTS, write_texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
-
-
-def slow_job(source: Path, out: Path, model: str) -> list[str]:
-    return [
-        f"input.path={source}",
-        "input.id_column=doc_id",
-        f"output.path={out}",
-        "model._target_=tests.integration.faulty_operators.SlowTextEmbedder",
-        f"model.path={model}",
-        "+model.seconds_per_batch=0.05",
-        "model.batch_size=8",
-        "input.shard_rows=60",
-        "preprocess.batch_size=30",
-        "runtime.progress_bars=false",
-        "job.max_error_fraction=0.1",
-    ]
 
 
 def assert_exactly_once(out: Path, source: dict) -> None:
@@ -68,7 +53,7 @@ def test_a_model_actor_killed_mid_batch_costs_only_a_retry(local_ray, tmp_path, 
 
     killer = threading.Thread(target=kill_the_actor, daemon=True)
     killer.start()
-    result = rayjobs.run(rayjobs.compose("embed_texts", slow_job(tmp_path / "in", out, tiny_bert)))
+    result = rayjobs.run(rayjobs.compose("embed_texts", slow_job_overrides(tmp_path / "in", out, tiny_bert)))
     killer.join(timeout=5)
     assert killed, "the model actor was never killed"
     assert (result.rows_written, result.rows_errored, result.ok) == (897, 3, True)

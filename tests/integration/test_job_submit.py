@@ -93,32 +93,30 @@ def test_job_submit_with_working_dir(head_node, tmp_path, tiny_bert):
     address, env = head_node
     write_texts(tmp_path / "in", rows=40, files=2)
     out = tmp_path / "out"
-    submit = subprocess.run(
-        [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            "--address",
-            address,
-            "--working-dir",
-            ".",
-            "--",
-            "python",
-            "-m",
-            "rayjobs.embed_texts",
-            "runtime=cluster",
-            f"input.path={tmp_path / 'in'}",
-            "input.id_column=doc_id",
-            f"output.path={out}",
-            f"model.path={tiny_bert}",
-            "job.max_error_fraction=0.1",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        ".",
+        "--",
+        "python",
+        "-m",
+        "rayjobs.embed_texts",
+        "runtime=cluster",
+        f"input.path={tmp_path / 'in'}",
+        "input.id_column=doc_id",
+        f"output.path={out}",
+        f"model.path={tiny_bert}",
+        "job.max_error_fraction=0.1",
+    ]
+    for _ in range(6):  # the head's job agent can come up after its dashboard does
+        submit = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        if "No available agent" not in submit.stdout + submit.stderr:
+            break
+        time.sleep(5)
     logs = submit.stdout + submit.stderr
     assert submit.returncode == 0, logs[-4000:]
     assert "succeeded" in logs and "embed_texts: done: 37 rows written, 3 errors" in logs

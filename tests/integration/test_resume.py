@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rayjobs.run_record import decode_ranges
+from tests.integration.faulty_operators import slow_job_overrides
 from tests.integration.inputs import BAD_TEXTS, write_texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
@@ -42,19 +43,9 @@ def command(source: Path, out: Path, model: str) -> list[str]:
         sys.executable,
         "-m",
         "rayjobs.embed_texts",
-        f"input.path={source}",
-        "input.id_column=doc_id",
-        f"output.path={out}",
-        "model._target_=tests.integration.faulty_operators.SlowTextEmbedder",
-        f"model.path={model}",
-        "+model.seconds_per_batch=0.05",
-        "model.batch_size=8",
-        "input.shard_rows=60",
-        "preprocess.batch_size=30",
+        *slow_job_overrides(source, out, model),
         "runtime.num_cpus=2",
-        "runtime.progress_bars=false",
         "job.progress_interval_s=0.5",
-        "job.max_error_fraction=0.1",
     ]
 
 
