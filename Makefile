@@ -34,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run embed_texts
 	$(PY) -m benchmarks.run embed_images
+	$(PY) -m benchmarks.run generate_text
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

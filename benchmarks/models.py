@@ -66,3 +66,41 @@ def clip_vit_b32() -> str:
             image_std=[0.2686, 0.2613, 0.2758],
         ).save_pretrained(folder)
     return str(folder)
+
+
+def gpt2_small_random() -> str:
+    """A GPT-2 small shaped causal LM (12 layers, 768 wide), random weights, with a byte-level BPE
+    tokenizer trained on the benchmark vocabulary and a minimal chat template."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from benchmarks.synthetic import texts
+
+    folder = CACHE / "gpt2-small-random"
+    if not (folder / "model.safetensors").exists():
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(
+            texts(2000, seed=1), vocab_size=2000, special_tokens=["<|endoftext|>", "<|pad|>"]
+        )
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=bpe._tokenizer,
+            eos_token="<|endoftext|>",
+            bos_token="<|endoftext|>",
+            pad_token="<|pad|>",
+            model_max_length=1024,
+        )
+        tokenizer.chat_template = (
+            "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}assistant:{% endif %}"
+        )
+        torch.manual_seed(0)
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        GPT2LMHeadModel(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -27,7 +27,7 @@ def table_row(result: dict) -> str:
     f, r = result["figures"], result["ratios"]
     cells = [
         result["time"][:10],
-        result["job"],
+        result["job"] if result.get("unit", "rows/s") == "rows/s" else f"{result['job']} ({result['unit']})",
         result["model"],
         result["device"],
         f"{result['rows']:,}",

@@ -2,6 +2,7 @@
 
     python -m benchmarks.run embed_texts [--rows 4000] [--batch-size 128] [key=value ...]
     python -m benchmarks.run embed_images [--rows 512] [--batch-size 32] [key=value ...]
+    python -m benchmarks.run generate_text [--rows 64] [--batch-size 8]   # generated tokens/s
     python -m benchmarks.run embed_texts --scale      # N and 10 x N rows: rows/s and memory stay flat
 
 Writes benchmarks/results/<job>-<device>-<time>.json and appends a row to benchmarks/README.md.
@@ -20,12 +21,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import image_embedding, models, synthetic, text_embedding
+from benchmarks import image_embedding, models, synthetic, text_embedding, text_generation
 from benchmarks.memory import PeakMemory
 from benchmarks.report import append_table_row, write_result
 
 HERE = Path(__file__).resolve().parent
-DEFAULTS = {"embed_texts": (4000, 128), "embed_images": (512, 32)}
+DEFAULTS = {"embed_texts": (4000, 128), "embed_images": (512, 32), "generate_text": (64, 8)}
+NEW_TOKENS = 32
 
 
 def device_name(device: str) -> str:
@@ -107,6 +109,29 @@ def bench_images(args: argparse.Namespace, work: Path, device: str) -> dict:
     return {"model": models.display_name(model), **figures}
 
 
+def bench_generation(args: argparse.Namespace, work: Path, device: str) -> dict:
+    """Generated tokens/s: the model's static-batch ceiling and rayjobs end to end (greedy)."""
+    model = args.model or models.gpt2_small_random()
+    prompts = synthetic.texts(args.rows, max_words=12)
+    source = text_generation.write_prompts(work / "prompts.parquet", prompts)
+    figures = {}
+    if not args.only_rayjobs:
+        figures["model_ceiling"] = text_generation.model_ceiling(
+            model, prompts, args.batch_size, NEW_TOKENS, device
+        )
+    overrides = text_generation.rayjobs_overrides(
+        model, source, work / "out", args.batch_size, NEW_TOKENS, args.overrides
+    )
+    measured = run_rayjobs("generate_text", overrides, device)
+    per_row = text_generation.generated_tokens(work / "out") / max(1, measured["rows_out"])
+    for key in ("rayjobs_e2e", "rayjobs_e2e_with_ray_start", "rayjobs_model_stage"):
+        if measured.get(key):
+            measured[key] *= per_row  # rows/s -> generated tokens/s
+    figures.update(measured)
+    _shutdown_ray()
+    return {"model": models.display_name(model), "unit": "generated tokens/s", **figures}
+
+
 def _shutdown_ray() -> None:
     import ray
 
@@ -174,10 +199,13 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = models.CACHE / f"work-{args.job}-{args.rows}"
-    bench = bench_texts if args.job == "embed_texts" else bench_images
+    bench = {"embed_texts": bench_texts, "embed_images": bench_images, "generate_text": bench_generation}[
+        args.job
+    ]
     figures = bench(args, work, device)
     result = {
         "job": args.job,
+        "unit": figures.pop("unit", "rows/s"),
         "model": figures.pop("model"),
         "device": device_name(device),
         "rows": args.rows,

@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rayjobs.config_error import ConfigError
 
 CONF_DIR = Path(os.environ.get("RAYJOBS_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
-JOBS = ("embed_texts", "embed_images", "caption_images")
+JOBS = ("embed_texts", "embed_images", "caption_images", "generate_text")
 
 
 def package_model_path(package: str) -> str:

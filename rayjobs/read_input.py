@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -20,6 +20,15 @@ from ray.data.datasource import Datasource, ReadTask
 
 from operators.row_errors import ERROR, ERROR_STAGE, describe
 from rayjobs.config_error import ConfigError
+from rayjobs.read_text_files import (
+    LINE_FORMATS,
+    RAW_LINE,
+    first_record_keys,
+    header,
+    line_offsets,
+    read_lines,
+    with_parse_errors,
+)
 from rayjobs.storage import filesystem, is_transient, open_file, read_bytes, retrying
 
 SHARD = "_shard"
@@ -34,6 +43,8 @@ class Shard:
     path: str = ""  # parquet: the file
     start: int = 0  # parquet: first row in the file
     size: int = 0  # parquet: the file's bytes (opening with it skips a lookup that can flake)
+    byte_start: int = 0  # csv / jsonl: the shard's byte range in `path`
+    byte_end: int = 0
     files: tuple[str, ...] = field(default_factory=tuple)  # images: the files, relative to root
 
 
@@ -63,8 +74,11 @@ def plan_input(cfg: Mapping[str, Any], limit: int | None = None) -> InputPlan:
         plan = _plan_parquet(fs, root, cfg)
     elif cfg["format"] == "images":
         plan = _plan_images(fs, root, cfg)
+    elif cfg["format"] in LINE_FORMATS:
+        plan = _plan_lines(fs, root, cfg)
     else:
-        raise ConfigError("input.format", f"must be parquet or images, got {cfg['format']!r}")
+        formats = ", ".join(["parquet", "images", *LINE_FORMATS])
+        raise ConfigError("input.format", f"must be one of {formats}, got {cfg['format']!r}")
     if plan.rows == 0:
         raise ConfigError("input.path", f"{cfg['path']!r} holds no rows")
     return _limited(plan, limit) if limit is not None else plan
@@ -123,6 +137,40 @@ def _plan_images(fs, root: str, cfg: Mapping[str, Any]) -> InputPlan:
     return InputPlan(root, shards, None, len(files))
 
 
+def _plan_lines(fs, root: str, cfg: Mapping[str, Any]) -> InputPlan:
+    fmt = cfg["format"]
+    if fs.isdir(root):
+        files = sorted(
+            p for p in fs.find(root) if p.lower().endswith(LINE_FORMATS[fmt]) and not _hidden(p, root)
+        )
+        base = root
+    else:
+        files = sorted(fs.glob(root)) if any(c in root for c in "*?[") else [root]
+        base = posixpath.dirname(files[0]) if files else root
+    if not files:
+        raise ConfigError(
+            "input.path", f"no {fmt} files ({', '.join(LINE_FORMATS[fmt])}) under {cfg['path']!r}"
+        )
+    step = int(cfg.get("shard_rows") or 1024)
+    shards: list[Shard] = []
+    for path in files:
+        with fs.open(path, "rb") as handle:
+            first = 0
+            for start, end, rows in line_offsets(handle, step, skip_header=fmt == "csv"):
+                shards.append(
+                    Shard(len(shards), rows, path=path, start=first, byte_start=start, byte_end=end)
+                )
+                first += rows
+    if fmt == "csv":
+        names = header(fs, files[0])
+    elif fmt == "jsonl":
+        names = first_record_keys(fs, files[0])
+    else:
+        names = [RAW_LINE]
+    schema = pa.schema([(name, pa.string()) for name in names])
+    return InputPlan(base, shards, schema, len(files))
+
+
 def _hidden(path: str, root: str) -> bool:
     return any(part.startswith((".", "_")) for part in posixpath.relpath(path, root).split("/"))
 
@@ -133,8 +181,7 @@ def _limited(plan: InputPlan, limit: int) -> InputPlan:
         if left <= 0:
             break
         take = min(left, shard.rows)
-        files = shard.files[:take] if shard.files else ()
-        shards.append(Shard(shard.index, take, shard.path, shard.start, shard.size, files))
+        shards.append(replace(shard, rows=take, files=shard.files[:take] if shard.files else ()))
         left -= take
     return InputPlan(plan.root, shards, plan.schema, plan.files)
 
@@ -147,6 +194,10 @@ def read_input(plan: InputPlan, shards: list[Shard], cfg: Mapping[str, Any], col
     import ray.data
 
     options = {
+        "format": cfg["format"],
+        "line_columns": plan.schema.names
+        if plan.schema is not None and cfg["format"] in LINE_FORMATS
+        else [],
         "url": str(cfg["path"]),
         "root": plan.root,
         "storage_options": dict(cfg.get("storage_options") or {}),
@@ -182,7 +233,38 @@ def _read_task(shard: Shard, options: dict[str, Any]) -> ReadTask:
 
 def read_shard(shard: Shard, options: dict[str, Any]) -> pa.Table:
     """The rows of one shard (runs in a Ray read task)."""
+    if options["format"] in LINE_FORMATS:
+        return _read_lines(shard, options)
     return _read_parquet(shard, options) if shard.path else _read_images(shard, options)
+
+
+def _read_lines(shard: Shard, options: dict[str, Any]) -> pa.Table:
+    fs, _ = filesystem(options["url"], options["storage_options"])
+
+    def read() -> bytes:
+        with fs.open(shard.path, "rb") as handle:
+            handle.seek(shard.byte_start)
+            return handle.read(shard.byte_end - shard.byte_start)
+
+    names = options["line_columns"]
+    data, reasons = read_lines(retrying(read), options["format"], names)
+    data, reasons = data.slice(0, shard.rows), reasons[: shard.rows]  # job.limit may cut a shard short
+    if options["id_column"]:
+        ids = data[options["id_column"]]
+    else:
+        name = posixpath.relpath(shard.path, options["root"])
+        ids = pa.array([f"{name}:{shard.start + i}" for i in range(data.num_rows)])
+    table = pa.table(
+        {
+            SHARD: pa.array([shard.index] * data.num_rows, pa.int32()),
+            ROW: pa.array(range(data.num_rows), pa.int64()),
+            "id": ids,
+        }
+    )
+    for column in dict.fromkeys([*options["columns"], *names]):
+        if column in data.column_names and column not in table.column_names:
+            table = table.append_column(column, data[column])
+    return with_parse_errors(table, reasons, READ_STAGE)
 
 
 def _read_parquet(shard: Shard, options: dict[str, Any]) -> pa.Table:

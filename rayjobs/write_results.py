@@ -77,6 +77,6 @@ def _result_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:
 
 def _error_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:
     columns = {"id": table["id"], "stage": table[ERROR_STAGE], "reason": table[ERROR]}
-    for name in output.get("columns", []):
+    for name in [*output.get("error_columns", []), *output.get("columns", [])]:
         columns.setdefault(name, table[name])
     return pa.table(columns)

@@ -66,3 +66,8 @@ def local_ray():
 @pytest.fixture(scope="session")
 def tiny_blip(models_dir) -> str:
     return str(tiny_models.tiny_blip(models_dir / "blip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(models_dir) -> str:
+    return str(tiny_models.tiny_gpt2(models_dir / "gpt2"))

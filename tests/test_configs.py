@@ -18,6 +18,10 @@ JOB_IO = {
     "embed_texts": (("input_ids",), ("embedding",)),
     "embed_images": (("pixel_values",), ("embedding",)),
     "caption_images": (("pixel_values",), ("caption", "generated_tokens")),
+    "generate_text": (
+        ("input_ids", "max_new_tokens", "temperature", "top_p", "n", "seed"),
+        ("completions", "finish_reasons", "completion_tokens", "prompt_tokens"),
+    ),
 }
 REQUIRED = ["input.path=/data/in", "output.path=/data/out"]
 
@@ -99,7 +103,7 @@ def test_documented_keys_override():
         (["preprocess.batch_size=-1"], "preprocess.batch_size"),
         (["job.limit=0"], "job.limit"),
         (["job.max_error_fraction=2"], "job.max_error_fraction"),
-        (["input.format=csv"], "input.format"),
+        (["input.format=xlsx"], "input.format"),
         (["output.embedding_dtype=int8"], "output.embedding_dtype"),
         (["input.shard_rows=0"], "input.shard_rows"),
     ],

@@ -19,6 +19,8 @@ def images_cfg(path, **extra):
 
 def options(plan, cfg, columns):
     return {
+        "format": cfg["format"],
+        "line_columns": [],
         "url": cfg["path"],
         "root": plan.root,
         "storage_options": {},

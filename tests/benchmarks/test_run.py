@@ -50,3 +50,23 @@ def test_image_harness_measures_every_figure(tmp_path, tiny_clip):
     for name in ("model_ceiling", "decode_ceiling", "textbook_ray", "rayjobs_e2e"):
         assert result["figures"][name] > 0, name
     assert "e2e/min_ceiling" in result["ratios"]
+
+
+def test_generation_harness_counts_generated_tokens(tmp_path, tiny_gpt2):
+    out = tmp_path / "generation.json"
+    done = harness(
+        "generate_text",
+        "--rows",
+        "6",
+        "--batch-size",
+        "2",
+        "--model",
+        tiny_gpt2,
+        "--no-table",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert (result["unit"], result["figures"]["rows_out"]) == ("generated tokens/s", 6)
+    assert result["figures"]["model_ceiling"] > 0 and result["figures"]["rayjobs_e2e"] > 0

@@ -1,0 +1,96 @@
+"""Lines of an OpenAI Batch input file -> chat messages and generation parameters, or a reason.
+
+Supported: POST /v1/chat/completions with `messages` (string or text-part contents) and the
+sampling fields below. Anything else in `body` is refused per line, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+ENDPOINT = "/v1/chat/completions"
+SUPPORTED = {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "seed",
+    "user",
+    "metadata",
+    "store",
+}
+
+
+@dataclass
+class ChatRequest:
+    custom_id: str | None
+    messages: list[dict[str, str]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    error: str | None = None
+
+
+def parse_request(line: str) -> ChatRequest:
+    """One JSONL line; `error` says why it cannot be served (the line still gets an output)."""
+    try:
+        request = json.loads(line)
+    except ValueError as error:
+        return ChatRequest(None, error=f"invalid JSON: {error}")
+    if not isinstance(request, dict):
+        return ChatRequest(None, error="a request line must be a JSON object")
+    custom_id = request.get("custom_id")
+    custom_id = str(custom_id) if custom_id is not None else None
+    problem = _problem(request)
+    if problem:
+        return ChatRequest(custom_id, error=problem)
+    body = request["body"]
+    messages = [{"role": m["role"], "content": _text(m["content"])} for m in body["messages"]]
+    params = {
+        "max_new_tokens": body.get("max_completion_tokens", body.get("max_tokens")),
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "n": body.get("n"),
+        "seed": body.get("seed"),
+    }
+    return ChatRequest(
+        custom_id, messages, {k: v for k, v in params.items() if v is not None}, body.get("model")
+    )
+
+
+def _problem(request: dict[str, Any]) -> str | None:
+    if not request.get("custom_id"):
+        return "missing custom_id"
+    if request.get("method", "POST") != "POST" or request.get("url") != ENDPOINT:
+        return f"only POST {ENDPOINT} is supported, got {request.get('method')} {request.get('url')}"
+    body = request.get("body")
+    if not isinstance(body, dict):
+        return "missing body"
+    unsupported = sorted(set(body) - SUPPORTED)
+    if unsupported:
+        return f"unsupported body field(s): {', '.join(unsupported)}"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "body.messages must be a non-empty list"
+    for message in messages:
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            return "each message needs a role and a content"
+        if _text(message["content"]) is None:
+            return "only text message contents are supported"
+    for key, kind in (("max_tokens", int), ("max_completion_tokens", int), ("n", int), ("seed", int)):
+        if key in body and (not isinstance(body[key], kind) or isinstance(body[key], bool) or body[key] < 0):
+            return f"body.{key} must be a non-negative integer"
+    return None
+
+
+def _text(content: Any) -> str | None:
+    """Plain string content, or the text parts of a list content."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(str(p.get("text", "")) for p in content)
+    return None

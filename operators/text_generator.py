@@ -1,0 +1,146 @@
+"""TextGenerator: prompt token ids (+ per-row sampling parameters) in, n completions per row out.
+
+Static batching with left padding: rows arrive length-sorted from `build_prompts`, rows that
+share parameters are generated together, and each generate() call stops when its longest
+completion does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from operators.model_files import local_model_dir
+from operators.torch_device import pick_device, pick_dtype
+
+KINDS = {"max_new_tokens": int, "temperature": float, "top_p": float, "n": int, "seed": int}
+
+
+class TextGenerator:
+    """Causal LM completions; parameters given per row (OpenAI batch lines) override the defaults."""
+
+    inputs: ClassVar[tuple[str, ...]] = ("input_ids", "max_new_tokens", "temperature", "top_p", "n", "seed")
+    outputs: ClassVar[tuple[str, ...]] = (
+        "completions",
+        "finish_reasons",
+        "completion_tokens",
+        "prompt_tokens",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        revision: str | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        n: int = 1,
+        seed: int = 0,
+        dtype: str = "auto",
+        device: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = local_model_dir(path, revision)
+        self.device = pick_device(device)
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(
+                folder,
+                dtype=pick_dtype(dtype, self.device),
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+            )
+            .eval()
+            .to(self.device)
+        )
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        eos = self.model.generation_config.eos_token_id
+        self.eos = set(eos) if isinstance(eos, list) else {eos} - {None}
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = next(iter(self.eos), 0)
+        self.defaults = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "n": n,
+            "seed": seed,
+        }
+
+    @torch.inference_mode()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = batch["input_ids"]
+        size = len(rows)
+        completions = np.empty(size, dtype=object)
+        reasons = np.empty(size, dtype=object)
+        counts = np.empty(size, dtype=object)
+        settings = [self._settings(batch, i) for i in range(size)]
+        for setting in dict.fromkeys(settings):  # one generate() per distinct parameter set
+            members = [i for i in range(size) if settings[i] == setting]
+            texts, finish, lengths = self._generate([rows[i] for i in members], dict(setting))
+            for k, i in enumerate(members):
+                completions[i], reasons[i], counts[i] = texts[k], finish[k], lengths[k]
+        prompt_tokens = np.array([len(row) for row in rows], dtype=np.int32)
+        return {
+            "completions": completions,
+            "finish_reasons": reasons,
+            "completion_tokens": counts,
+            "prompt_tokens": prompt_tokens,
+        }
+
+    def _settings(self, batch: dict[str, np.ndarray], row: int) -> tuple:
+        values = []
+        for name, default in self.defaults.items():
+            value = batch[name][row] if name in batch else None
+            if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+                value = default
+            values.append((name, KINDS[name](value)))
+        return tuple(values)
+
+    def _generate(self, rows: list[np.ndarray], setting: dict) -> tuple[list, list, list]:
+        from transformers import GenerationConfig
+
+        longest = max(len(row) for row in rows)
+        ids = np.full((len(rows), longest), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), longest), dtype=np.int64)
+        for i, row in enumerate(rows):  # left padding: every prompt ends where generation starts
+            ids[i, longest - len(row) :] = row
+            mask[i, longest - len(row) :] = 1
+        sample = setting["temperature"] > 0
+        config = GenerationConfig(
+            max_new_tokens=setting["max_new_tokens"],
+            do_sample=sample,
+            num_return_sequences=setting["n"],
+            temperature=setting["temperature"] if sample else None,
+            top_p=setting["top_p"] if sample else None,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos) or None,
+        )
+        torch.manual_seed(setting["seed"])
+        out = self.model.generate(
+            input_ids=torch.from_numpy(ids).to(self.device),
+            attention_mask=torch.from_numpy(mask).to(self.device),
+            generation_config=config,
+        )
+        new = out[:, longest:].tolist()
+        texts, finish, lengths = [], [], []
+        for i in range(len(rows)):
+            row_texts, row_finish, row_lengths = [], [], []
+            for sequence in new[i * setting["n"] : (i + 1) * setting["n"]]:
+                tokens, stopped = [], False
+                for token in sequence:
+                    if token in self.eos:
+                        stopped = True
+                        break
+                    tokens.append(token)
+                row_texts.append(self.tokenizer.decode(tokens, skip_special_tokens=True))
+                row_finish.append("stop" if stopped else "length")
+                row_lengths.append(len(tokens))
+            texts.append(row_texts)
+            finish.append(row_finish)
+            lengths.append(row_lengths)
+        return texts, finish, lengths
