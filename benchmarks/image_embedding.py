@@ -93,7 +93,7 @@ def textbook_ray(model_path: str, folder: Path, out: Path, batch_size: int, devi
 
 
 def rayjobs_overrides(
-    model_path: str, source: Path, out: Path, batch_size: int, extra: list[str]
+    model_path: str, source: Path, out: Path, batch_size: int | str, extra: list[str]
 ) -> list[str]:
     return [
         f"input.path={source}",

@@ -23,6 +23,14 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
+def _batch(result: dict) -> str:
+    """The baselines' batch size, and rayjobs' when it probed its own (auto)."""
+    if result.get("rayjobs_batch_size") != "auto":
+        return str(result["batch_size"])
+    chosen = result["figures"].get("rayjobs_batch_size") or ["?"]
+    return f"{result['batch_size']} (rayjobs auto: {', '.join(map(str, chosen))})"
+
+
 def table_row(result: dict) -> str:
     f, r = result["figures"], result["ratios"]
     cells = [
@@ -31,7 +39,7 @@ def table_row(result: dict) -> str:
         result["model"],
         result["device"],
         f"{result['rows']:,}",
-        str(result["batch_size"]),
+        _batch(result),
         _fmt(f.get("model_ceiling")),
         _fmt(f.get("decode_ceiling")),
         _fmt(f.get("encode")),

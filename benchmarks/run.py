@@ -4,6 +4,7 @@
     python -m benchmarks.run embed_images [--rows 512] [--batch-size 32] [key=value ...]
     python -m benchmarks.run generate_text [--rows 64] [--batch-size 8]   # generated tokens/s
     python -m benchmarks.run embed_texts --scale      # N and 10 x N rows: rows/s and memory stay flat
+    python -m benchmarks.run embed_texts --auto-batch # rayjobs with model.batch_size=auto
 
 Writes benchmarks/results/<job>-<device>-<time>.json and appends a row to benchmarks/README.md.
 """
@@ -38,20 +39,15 @@ def device_name(device: str) -> str:
 
 def run_rayjobs(job: str, overrides: list[str], device: str) -> dict:
     """rayjobs end to end on a fresh local Ray: rows/s with and without Ray's start-up."""
-    import ray
-
     import rayjobs
+    from rayjobs.runtime import start_ray
 
+    cfg = rayjobs.compose(job, overrides)
     with PeakMemory() as memory:
         started = time.perf_counter()
-        ray.init(
-            num_cpus=os.cpu_count(),
-            num_gpus=1 if device == "cuda" else 0,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
+        start_ray(cfg.runtime)  # as the job would start it
         ray_up = time.perf_counter()
-        result = rayjobs.run(rayjobs.compose(job, overrides))
+        result = rayjobs.run(cfg)
         finished = time.perf_counter()
     rows = result.rows_written + result.rows_errored
     model_stage = [s for s in result.stats.get("stages", []) if "ModelStage" in s["name"]]
@@ -61,11 +57,17 @@ def run_rayjobs(job: str, overrides: list[str], device: str) -> dict:
         "rayjobs_e2e_with_ray_start": rows / (finished - started),
         "ray_start_s": ray_up - started,
         "first_results_s": result.stats.get("first_results_s"),
+        "rayjobs_batch_size": result.stats.get("model_batch_size"),
         "rows_out": rows,
         "stages": result.stats.get("stages", []),
         "peak_driver_mib": memory.driver_mb,
         "peak_worker_mib": memory.worker_mb,
     }
+
+
+def rayjobs_batch(args: argparse.Namespace) -> int | str:
+    """rayjobs' model.batch_size: the baselines' size, or auto (each actor probes its own)."""
+    return "auto" if args.auto_batch else args.batch_size
 
 
 def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
@@ -79,7 +81,9 @@ def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
         texts = synthetic.texts(args.rows)
         figures["model_ceiling"] = text_embedding.model_ceiling(model, texts, args.batch_size, device)
         figures["encode"] = text_embedding.encode_baseline(model, texts, args.batch_size, device)
-    overrides = text_embedding.rayjobs_overrides(model, source, work / "out", args.batch_size, args.overrides)
+    overrides = text_embedding.rayjobs_overrides(
+        model, source, work / "out", rayjobs_batch(args), args.overrides
+    )
     figures.update(run_rayjobs("embed_texts", overrides, device))
     if not args.only_rayjobs:
         figures["textbook_ray"] = text_embedding.textbook_ray(
@@ -98,7 +102,7 @@ def bench_images(args: argparse.Namespace, work: Path, device: str) -> dict:
         figures["model_ceiling"] = image_embedding.model_ceiling(model, args.rows, args.batch_size, device)
         figures["decode_ceiling"] = image_embedding.decode_ceiling(model, blobs)
     overrides = image_embedding.rayjobs_overrides(
-        model, folder, work / "out", args.batch_size, args.overrides
+        model, folder, work / "out", rayjobs_batch(args), args.overrides
     )
     figures.update(run_rayjobs("embed_images", overrides, device))
     if not args.only_rayjobs:
@@ -184,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("job", choices=sorted(DEFAULTS))
     parser.add_argument("--rows", type=int)
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--auto-batch", action="store_true", help="rayjobs with model.batch_size=auto")
     parser.add_argument("--model", help="checkpoint folder (default: MiniLM / a ViT-B/32-shaped CLIP)")
     parser.add_argument("--random-weights", action="store_true", help="MiniLM's shape with random weights")
     parser.add_argument("--only-rayjobs", action="store_true", help="skip ceilings and baselines")
@@ -210,6 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": device_name(device),
         "rows": args.rows,
         "batch_size": args.batch_size,
+        "rayjobs_batch_size": "auto" if args.auto_batch else args.batch_size,
         "overrides": args.overrides,
         "figures": figures,
         "ratios": ratios(figures),

@@ -15,7 +15,7 @@ from rayjobs.config_error import ConfigError
 from rayjobs.read_text_files import LINE_FORMATS
 from rayjobs.stage_spec import STAGE_KEYS, StageSpec
 
-ACTOR_KEYS = (*STAGE_KEYS, "num_threads")
+ACTOR_KEYS = (*STAGE_KEYS, "num_threads", "max_batch_size")
 
 
 def required(cfg: DictConfig, *keys: str) -> None:
@@ -87,8 +87,11 @@ def check_job(cfg: DictConfig) -> tuple[StageSpec, StageSpec]:
     threads = cfg.model.get("num_threads")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError("model.num_threads", f"must be a positive integer or null, got {threads!r}")
+    largest = cfg.model.get("max_batch_size", 1024)
+    if isinstance(largest, bool) or not isinstance(largest, int) or largest < 1:
+        raise ConfigError("model.max_batch_size", f"must be a positive integer, got {largest!r}")
     return StageSpec.parse(cfg.preprocess, "preprocess", whole_blocks=True), StageSpec.parse(
-        cfg.model, "model"
+        cfg.model, "model", auto=True
     )
 
 

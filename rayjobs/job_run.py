@@ -79,7 +79,13 @@ class JobRun:
         threads = model_threads(self.model, self.cluster, self.cfg.model.get("num_threads"))
         return {
             "batch_format": "pyarrow",
-            "fn_constructor_kwargs": {"target": target, "kwargs": kwargs, "num_threads": threads},
+            "fn_constructor_kwargs": {
+                "target": target,
+                "kwargs": kwargs,
+                "num_threads": threads,
+                "batch_size": self.model.batch_size,
+                "max_batch_size": int(self.cfg.model.get("max_batch_size") or 1024),
+            },
             **self.model.ray_args(actor=True, cluster_gpus=self.cluster.gpus),
         }
 
@@ -111,9 +117,11 @@ class JobRun:
         last_flush = time.monotonic()
         interval = float(self.cfg.job.get("progress_interval_s") or 10)
         first: tuple[float, int] | None = None  # (time, rows) of the first results: steady-state rate
+        batch_sizes: set[int] = set()  # what the model actors ran at (probed when batch_size=auto)
         for batch in manifest.iter_batches(batch_size=None, batch_format="pyarrow"):
             if first is None:
                 first = (time.monotonic(), int(pa_sum(batch["rows"])))
+            batch_sizes.update(size for size in batch["batch_size"].to_pylist() if size)
             for shard, rows, errs in zip(
                 *(batch[c].to_pylist() for c in ("shard", "rows", "errors")), strict=True
             ):
@@ -140,6 +148,9 @@ class JobRun:
                 if seconds > 0
                 else None,
             }
+        timing["model_batch_size"] = sorted(batch_sizes)
+        if self.model.batch_size == "auto":
+            log.info("%s: model.batch_size=auto ran at %s", self.cfg.job.name, sorted(batch_sizes))
         return self._record(written, errors, stage_summaries(manifest), timing)
 
     def _journal(self, finished: list[int]) -> None:
@@ -285,7 +296,7 @@ def _fingerprint_parts(cfg: DictConfig, plan: InputPlan) -> dict[str, Any]:
     }
 
 
-_RESOURCES = ("batch_size", "num_cpus", "num_gpus", "concurrency", "memory")
+_RESOURCES = ("batch_size", "num_cpus", "num_gpus", "concurrency", "memory", "max_batch_size")
 
 
 def _joins_cluster(cfg: DictConfig) -> bool:

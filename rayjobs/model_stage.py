@@ -6,6 +6,7 @@ fails is retried row by row, so one poisonous row cannot take its neighbours wit
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -15,18 +16,34 @@ from hydra.utils import get_class
 
 from operators.arrow_tensors import arrow_to_lists, arrow_to_tensor, tensor_to_arrow
 from operators.row_errors import add_error_columns, describe, good_rows, mark_errors
+from rayjobs.batch_probe import ProbeResult, is_out_of_memory, probe_batch_size
 
 STAGE = "model"
+BATCH_SIZE = "_model_batch_size"  # the batch size the actor ran at, for the run record
+
+log = logging.getLogger("rayjobs")
 
 
 class ModelStage:
     """Callable class for Dataset.map_batches: one operator instance per actor."""
 
-    def __init__(self, target: str, kwargs: dict[str, Any], num_threads: int | None = None) -> None:
-        if num_threads:
-            import torch
+    def __init__(
+        self,
+        target: str,
+        kwargs: dict[str, Any],
+        num_threads: int | None = None,
+        batch_size: int | str | None = None,
+        max_batch_size: int = 1024,
+    ) -> None:
+        """`batch_size`: rows per operator call ("auto": probed on the first call, then fixed)."""
+        import torch
 
+        if num_threads:
             torch.set_num_threads(num_threads)
+        self.auto = batch_size == "auto"
+        self.batch_size: int | None = None if self.auto else batch_size  # type: ignore[assignment]
+        self.max_batch_size = max_batch_size
+        self.probe: ProbeResult | None = None
         operator_class = get_class(target)
         self.inputs: tuple[str, ...] = tuple(operator_class.inputs)
         self.outputs: tuple[str, ...] = tuple(operator_class.outputs)
@@ -42,7 +59,9 @@ class ModelStage:
         if len(rows):
             # Index in numpy: pyarrow 26's take/filter garble sliced nested fixed_size_list columns.
             batch = {name: _rows(_column_as_numpy(table[name]), rows) for name in self.inputs}
-            results, row_failures = self._run(batch)
+            if self.auto and self.probe is None:
+                self._probe(batch)
+            results, row_failures = self._run_chunks(batch)
             for row, failure in zip(rows, row_failures, strict=True):
                 failures[row] = failure
         table = table.drop_columns([name for name in self.inputs if name in table.column_names])
@@ -50,43 +69,94 @@ class ModelStage:
         for name in self.outputs:
             if name in results:  # absent when no row of the batch survived: all leave as errors
                 table = table.append_column(name, _scatter(results[name], rows, table.num_rows))
-        return table
+        size = pa.array(np.full(table.num_rows, self.batch_size or 0, dtype=np.int32))
+        return table.append_column(BATCH_SIZE, size)
+
+    def _probe(self, batch: dict[str, Any]) -> None:
+        import torch
+
+        gpu = torch.cuda.is_available() and torch.cuda.device_count() > 0
+        self.probe = probe_batch_size(
+            self.operator, batch, gpu=gpu, limit=self.max_batch_size, release=_release_memory
+        )
+        self.batch_size = self.probe.size
+        log.warning("%s", self.probe.describe())  # warning: Ray forwards it to the driver's console
+
+    def _run_chunks(self, batch: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str | None]]:
+        """Operator calls of at most `batch_size` rows; out of memory halves the size and retries."""
+        total = len(next(iter(batch.values())))
+        parts: list[tuple[dict[str, np.ndarray], int]] = []
+        failures: list[str | None] = []
+        start = 0
+        while start < total:
+            size = min(self.batch_size or total, total - start)
+            chunk = {name: values[start : start + size] for name, values in batch.items()}
+            try:
+                results, chunk_failures = self._run(chunk)
+            except Exception as error:  # only out of memory gets here, with more than one row
+                self.batch_size = max(1, size // 2)
+                _release_memory()
+                log.warning(
+                    "model: %s at %d rows; batches of %d from now on", describe(error), size, self.batch_size
+                )
+                continue
+            parts.append((results, size))
+            failures.extend(chunk_failures)
+            start += size
+        if len(parts) == 1:
+            return parts[0][0], failures
+        return self._merge(parts), failures
 
     def _run(self, batch: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str | None]]:
         size = len(next(iter(batch.values())))
         try:
             return self._check(self.operator(batch), size), [None] * size
-        except Exception:
-            pass  # find the row(s) at fault below
-        parts: list[dict[str, np.ndarray] | None] = []
+        except Exception as error:
+            if size > 1 and is_out_of_memory(error):
+                raise  # a smaller batch will do: _run_chunks halves it
+        parts: list[tuple[dict[str, np.ndarray], int]] = []
         failures: list[str | None] = []
-        for i in range(size):
+        for i in range(size):  # find the row(s) at fault
             try:
-                parts.append(self._check(self.operator({k: v[i : i + 1] for k, v in batch.items()}), 1))
+                parts.append((self._check(self.operator({k: v[i : i + 1] for k, v in batch.items()}), 1), 1))
                 failures.append(None)
             except Exception as error:
-                parts.append(None)
+                parts.append(({}, 1))
                 failures.append(describe(error))
-        done = [p for p in parts if p is not None]
+        return self._merge(parts), failures
+
+    def _merge(self, parts: list[tuple[dict[str, np.ndarray], int]]) -> dict[str, np.ndarray]:
+        """Concatenates per-chunk outputs; chunks without results ({}: every row failed) get filler."""
+        done = [results for results, _ in parts if results]
         if not done:
-            return {}, failures
+            return {}
         merged = {}
         for name in self.outputs:
             template = np.asarray(done[0][name])
-            full = np.zeros((size, *template.shape[1:]), dtype=template.dtype)
-            if template.dtype == object or template.dtype.kind in "US":
-                full = np.empty(size, dtype=object)
-            for i, part in enumerate(parts):
-                if part is not None:
-                    full[i] = part[name][0]
-            merged[name] = full
-        return merged, failures
+            text = template.dtype == object or template.dtype.kind in "US"
+            pieces = []
+            for results, rows in parts:
+                if results:
+                    pieces.append(np.asarray(results[name], dtype=object if text else None))
+                elif text:
+                    pieces.append(np.full(rows, None, dtype=object))
+                else:
+                    pieces.append(np.zeros((rows, *template.shape[1:]), dtype=template.dtype))
+            merged[name] = np.concatenate(pieces)
+        return merged
 
     def _check(self, out: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
         for name in self.outputs:
             if name not in out or len(out[name]) != size:
                 raise ValueError(f"operator returned no {size} rows of {name!r}")
         return out
+
+
+def _release_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _column_as_numpy(column: pa.ChunkedArray):

@@ -17,25 +17,30 @@ STAGE_KEYS = ("batch_size", "concurrency", "num_cpus", "num_gpus", "memory")
 
 @dataclass(frozen=True)
 class StageSpec:
-    """Resources of one stage. num_gpus may be "auto": 1 when the cluster has GPUs, else 0."""
+    """Resources of one stage. num_gpus may be "auto": 1 when the cluster has GPUs, else 0;
+    batch_size may be "auto" for actors: each probes its own (rayjobs.batch_probe)."""
 
-    batch_size: int | None
+    batch_size: int | str | None
     num_cpus: float = 1.0
     num_gpus: float | str = 0.0
     concurrency: int | tuple[int, int] | None = None
     memory: int | None = None
 
     @classmethod
-    def parse(cls, node: Mapping[str, Any], key: str, whole_blocks: bool = False) -> StageSpec:
+    def parse(
+        cls, node: Mapping[str, Any], key: str, whole_blocks: bool = False, auto: bool = False
+    ) -> StageSpec:
         """Read and check the stage keys of a config node; errors name `key.<field>`.
 
         `whole_blocks`: batch_size may be null, one call per block (for CPU stages: a shard).
+        `auto`: batch_size may be "auto".
         """
         batch_size = node.get("batch_size")
-        if batch_size is None and whole_blocks:
+        if (batch_size is None and whole_blocks) or (batch_size == "auto" and auto):
             pass
         elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"{key}.batch_size", f"must be a positive integer, got {batch_size!r}")
+            allowed = "a positive integer" + (" or auto" if auto else "")
+            raise ConfigError(f"{key}.batch_size", f"must be {allowed}, got {batch_size!r}")
         num_cpus = _non_negative(node.get("num_cpus", 1), f"{key}.num_cpus")
         raw_gpus = node.get("num_gpus", 0)
         num_gpus = "auto" if raw_gpus == "auto" else _non_negative(raw_gpus, f"{key}.num_gpus")
@@ -60,7 +65,9 @@ class StageSpec:
         """Keyword arguments for Dataset.map_batches."""
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-        args: dict[str, Any] = {"batch_size": self.batch_size, "num_cpus": self.num_cpus}
+        # auto: one call per block; the actor cuts it into batches of the size it probed.
+        batch_size = None if self.batch_size == "auto" else self.batch_size
+        args: dict[str, Any] = {"batch_size": batch_size, "num_cpus": self.num_cpus}
         gpus = self.gpus(cluster_gpus)
         if gpus:
             args["num_gpus"] = gpus

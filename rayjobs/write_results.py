@@ -16,12 +16,15 @@ import pyarrow.compute as pc
 
 from operators.arrow_tensors import arrow_to_tensor, tensor_to_arrow
 from operators.row_errors import ERROR, ERROR_STAGE, good_rows
+from rayjobs.model_stage import BATCH_SIZE
 from rayjobs.read_input import ROW, SHARD
 from rayjobs.storage import filesystem, join, write_parquet
 
 DATA_DIR = "data"
 ERRORS_DIR = "errors"
-MANIFEST = pa.schema([("shard", pa.int32()), ("rows", pa.int64()), ("errors", pa.int64())])
+MANIFEST = pa.schema(
+    [("shard", pa.int32()), ("rows", pa.int64()), ("errors", pa.int64()), ("batch_size", pa.int32())]
+)
 
 
 def part_name(shard: int, first_row: int, run_id: str) -> str:
@@ -42,10 +45,11 @@ def shard_of(name: str) -> int | None:
 
 
 def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
-    """Writes this batch's rows; returns the manifest (shard, rows, errors)."""
+    """Writes this batch's rows; returns the manifest (shard, rows, errors, model batch size)."""
     fs, root = filesystem(output["path"], output.get("storage_options"))
     good = good_rows(table)
     shards = table[SHARD].to_numpy()
+    sizes = table[BATCH_SIZE].to_numpy() if BATCH_SIZE in table.column_names else np.zeros(len(shards))
     manifest = []
     for shard in np.unique(shards):
         mine = shards == shard
@@ -58,7 +62,7 @@ def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
         if not ok.all():
             errors = _error_columns(part.filter(pa.array(~ok)), output)
             write_parquet(fs, join(root, ERRORS_DIR, name), errors, output.get("compression", "zstd"))
-        manifest.append((int(shard), int(len(ok)), int((~ok).sum())))
+        manifest.append((int(shard), int(len(ok)), int((~ok).sum()), int(sizes[mine].max())))
     return pa.Table.from_pylist(
         [dict(zip(MANIFEST.names, row, strict=True)) for row in manifest], schema=MANIFEST
     )

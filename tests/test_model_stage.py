@@ -115,3 +115,50 @@ def test_text_outputs_become_string_columns_with_nulls_for_failed_rows():
     assert out["caption"].to_pylist() == ["AB", None, "CDE"]
     assert arrow_to_tensor(out["length"]).tolist()[0] == 2
     assert out[ERROR].to_pylist()[1] == "RuntimeError: boom"
+
+
+class RunsOutOfMemory:
+    """PixelSums that runs out of (accelerator) memory on batches over 20 rows."""
+
+    inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    outputs: ClassVar[tuple[str, ...]] = ("embedding",)
+
+    def __init__(self) -> None:
+        self.sums = PixelSums()
+        self.sizes: list[int] = []
+
+    def __call__(self, batch):
+        self.sizes.append(len(batch["pixel_values"]))
+        if len(batch["pixel_values"]) > 20:
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return self.sums(batch)
+
+
+class OutOfMemoryError(RuntimeError):
+    pass
+
+
+def test_out_of_memory_halves_the_batch_and_loses_no_row():
+    pixels = np.arange(50 * 12, dtype=np.uint8).reshape(50, 3, 2, 2) % 7
+    model = ModelStage("tests.test_model_stage.RunsOutOfMemory", {}, batch_size=64)
+    out = model(images_table(pixels))
+    assert out[ERROR].null_count == 50
+    np.testing.assert_array_equal(arrow_to_tensor(out["embedding"]), expected(pixels))
+    assert model.operator.sizes[:3] == [50, 25, 12] and model.batch_size == 12
+    assert set(out["_model_batch_size"].to_pylist()) == {12}
+
+
+def test_auto_batch_size_probes_once_then_cuts_blocks_into_batches_of_it():
+    pixels = np.ones((40, 3, 2, 2), dtype=np.uint8)
+    pixels[5, 0, 0, 0] = 13  # one poisoned row: only it fails, in whichever batch it lands
+    model = ModelStage("tests.test_model_stage.PixelSums", {}, batch_size="auto", max_batch_size=16)
+    first = model(images_table(pixels))
+    chosen = model.batch_size
+    assert chosen in (8, 16) and model.probe is not None and set(model.probe.rows_per_s) <= {8, 16}
+    second = model(images_table(pixels))
+    assert model.batch_size == chosen  # probed once per actor
+    for out in (first, second):
+        assert out[ERROR].to_pylist()[5] == "ValueError: pixel 13 is unlucky" and out[ERROR].null_count == 39
+        good = [i for i in range(40) if i != 5]
+        np.testing.assert_array_equal(arrow_to_tensor(out["embedding"])[good], expected(pixels[good]))
+        assert set(out["_model_batch_size"].to_pylist()) == {chosen}

@@ -61,3 +61,14 @@ def test_whole_block_batches_only_where_allowed():
     assert StageSpec(None).ray_args(actor=False)["batch_size"] is None
     with pytest.raises(ConfigError):
         StageSpec.parse({"batch_size": None}, "model")
+
+
+def test_auto_batch_size_only_where_allowed_and_one_call_per_block():
+    spec = StageSpec.parse({"batch_size": "auto"}, "model", auto=True)
+    assert spec.batch_size == "auto" and spec.ray_args(actor=True)["batch_size"] is None
+    with pytest.raises(ConfigError, match=r"preprocess\.batch_size: must be a positive integer, got 'auto'"):
+        StageSpec.parse({"batch_size": "auto"}, "preprocess", whole_blocks=True)
+    with pytest.raises(
+        ConfigError, match=r"model\.batch_size: must be a positive integer or auto, got 'big'"
+    ):
+        StageSpec.parse({"batch_size": "big"}, "model", auto=True)

@@ -27,8 +27,8 @@ def test_good_rows_to_data_bad_rows_to_errors(tmp_path):
     output = {"path": str(tmp_path), "results": ["embedding"], "columns": ["title"], "run_id": "r1"}
     manifest = write_results(batch(), output=output)
     assert manifest.to_pylist() == [
-        {"shard": 3, "rows": 3, "errors": 1},
-        {"shard": 4, "rows": 2, "errors": 0},
+        {"shard": 3, "rows": 3, "errors": 1, "batch_size": 0},
+        {"shard": 4, "rows": 2, "errors": 0, "batch_size": 0},
     ]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
         part_name(3, 5, "r1"),

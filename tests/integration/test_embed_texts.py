@@ -33,7 +33,11 @@ def overrides(source, out, *extra):
 
 def test_real_minilm_end_to_end_matches_sentence_transformers(local_ray, tmp_path, minilm_path):
     source = write_texts(tmp_path / "in", rows=120, files=2)
-    cfg = rayjobs.compose("embed_texts", overrides(tmp_path / "in", tmp_path / "out", "model=minilm_offline"))
+    # batch_size=auto: the actor probes a size and cuts each 25-row block into batches of it.
+    auto = ("model.batch_size=auto", "model.max_batch_size=32")
+    cfg = rayjobs.compose(
+        "embed_texts", overrides(tmp_path / "in", tmp_path / "out", "model=minilm_offline", *auto)
+    )
     result = rayjobs.run(cfg)
 
     good = {i: t for i, t in source.items() if i - 1000 not in BAD_TEXTS}
@@ -58,6 +62,7 @@ def test_real_minilm_end_to_end_matches_sentence_transformers(local_ray, tmp_pat
     record = json.loads((tmp_path / "out" / "_run.json").read_text())
     assert record["status"] == "done" and record["stats"]["rows_in"] == 120
     assert record["config"]["model"]["path"] == minilm_path
+    assert record["stats"]["model_batch_size"] in ([8], [16], [32])
     assert (tmp_path / "out" / "_SUCCESS").exists()
 
 

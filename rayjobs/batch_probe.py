@@ -1,0 +1,157 @@
+"""`model.batch_size=auto`: each model actor picks its own batch size once, on copies of real rows.
+
+On a GPU it is the largest power of two up to `model.max_batch_size` that runs without running
+out of memory, tried on copies of the block's largest row (worst case). On a CPU it is the
+fastest: sizes double until rows/s stops improving, tried on copies of the median-size row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SMALLEST = 8
+FLAT = 1.03  # a doubling that gains less than 3% rows/s is not worth its latency and memory
+
+
+@dataclass
+class ProbeResult:
+    size: int
+    device: str
+    rows_per_s: dict[int, float] = field(default_factory=dict)  # every size tried, except out of memory
+    out_of_memory_at: int | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        tried = ", ".join(f"{size}: {rate:.0f}" for size, rate in self.rows_per_s.items())
+        oom = f"; out of memory at {self.out_of_memory_at}" if self.out_of_memory_at else ""
+        note = f"; {self.note}" if self.note else ""
+        return (
+            f"model.batch_size=auto chose {self.size} on {self.device} (rows/s by size: {tried}{oom}{note})"
+        )
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA (and other accelerators') out-of-memory errors, without importing torch here."""
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()
+
+
+def probe_batch_size(
+    run: Callable[[dict[str, Any]], Any],
+    batch: dict[str, Any],
+    *,
+    gpu: bool,
+    limit: int,
+    budget_s: float = 30.0,
+    release: Callable[[], None] = lambda: None,
+) -> ProbeResult:
+    """Times `run` on batches of 8, 16, ... `limit` rows copied from `batch` (results discarded).
+
+    Rows the operator refuses are left out of the copies. `release` frees cached accelerator
+    memory after an out-of-memory error.
+    """
+    sizes = _sizes(limit)
+    result = ProbeResult(size=sizes[0], device="gpu" if gpu else "cpu")
+    candidates = _by_size(batch) if gpu else _typical_row(batch)
+    rows = candidates[:1]
+    try:
+        run(_take(batch, rows, sizes[0]))  # warm-up: kernels, allocator, thread pools
+    except Exception as error:
+        if is_out_of_memory(error):
+            release()
+            return ProbeResult(size=1, device=result.device, out_of_memory_at=sizes[0])
+        # A row the operator refuses (it will land in errors/): probe on rows that run.
+        good = [row for row in candidates if _runs(run, _take(batch, np.array([row]), 1))]
+        if not good:
+            result.note = f"no sampled row ran ({type(error).__name__})"
+            return result
+        rows = np.array(good[:1])
+    spent = 0.0
+    for size in sizes:
+        sample = _take(batch, rows, size)
+        try:
+            seconds = _best_time(run, sample, repeats=1 if gpu else 2)
+        except Exception as error:
+            if is_out_of_memory(error):
+                release()
+                result.out_of_memory_at = size
+            else:
+                result.note = f"stopped at {size}: {type(error).__name__}"
+            break
+        spent += seconds
+        result.rows_per_s[size] = size / max(seconds, 1e-9)
+        if gpu:
+            result.size = size  # the largest that fits
+        else:
+            rates = result.rows_per_s
+            top = max(rates.values())
+            # The smallest size near the top rate: less latency and memory for the same speed.
+            result.size = min(s for s, rate in rates.items() if rate * FLAT >= top)
+            smaller = [rate for s, rate in rates.items() if s < size]
+            if smaller and rates[size] < FLAT * max(smaller):
+                break  # doubling no longer pays
+        if spent > budget_s:
+            break
+    return result
+
+
+def _best_time(run: Callable[[dict[str, Any]], Any], sample: dict[str, Any], repeats: int) -> float:
+    """The fastest of `repeats` calls: a shared machine only ever makes a call slower."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(sample)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _sizes(limit: int) -> list[int]:
+    sizes = [SMALLEST]
+    while sizes[-1] * 2 <= limit:
+        sizes.append(sizes[-1] * 2)
+    if limit < SMALLEST:
+        return [max(1, limit)]
+    return sizes
+
+
+def _length(value: Any) -> int:
+    return len(value) if hasattr(value, "__len__") else 1
+
+
+def _by_size(batch: dict[str, Any]) -> np.ndarray:
+    """Up to 16 rows, those with the most elements (longest text, largest image) first."""
+    values = batch[next(iter(batch))]
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return np.arange(min(len(values), 16))  # fixed-shape tensors: every row costs the same
+    sizes = np.array([_length(v) for v in values])
+    return np.argsort(-sizes, kind="stable")[:16]
+
+
+def _runs(run: Callable[[dict[str, Any]], Any], batch: dict[str, Any]) -> bool:
+    try:
+        run(batch)
+        return True
+    except Exception:
+        return False
+
+
+def _typical_row(batch: dict[str, Any]) -> np.ndarray:
+    """The row of median size, to repeat: no padding, and the same cost per row at every size."""
+    values = batch[next(iter(batch))]
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return np.arange(min(len(values), 16))  # fixed-shape tensors: every row costs the same
+    sizes = np.array([_length(v) for v in values])
+    order = np.argsort(sizes, kind="stable")
+    return order[len(order) // 2 :][:16]  # the median first, then longer ones in case it fails
+
+
+def _take(batch: dict[str, Any], rows: np.ndarray, size: int) -> dict[str, Any]:
+    picked = np.resize(rows, size)
+    return {
+        name: [values[i] for i in picked] if isinstance(values, list) else values[picked]
+        for name, values in batch.items()
+    }
