@@ -104,3 +104,36 @@ def gpt2_small_random() -> str:
         GPT2LMHeadModel(config).save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def blip_base_random() -> str:
+    """A BLIP captioner with blip-image-captioning-base's shapes (ViT-B/16 at 384 px, 12-layer
+    BERT decoder), random weights, and the bert-base-uncased vocabulary MiniLM ships with."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    folder = CACHE / "blip-base-random"
+    if not (folder / "model.safetensors").exists():
+        tokenizer = AutoTokenizer.from_pretrained(minilm())
+        tokenizer.add_special_tokens({"bos_token": "[CLS]", "eos_token": "[SEP]"})
+        torch.manual_seed(0)
+        config = BlipConfig(
+            text_config={
+                "vocab_size": len(tokenizer),
+                "bos_token_id": tokenizer.cls_token_id,
+                "eos_token_id": tokenizer.sep_token_id,
+                "sep_token_id": tokenizer.sep_token_id,
+                "pad_token_id": tokenizer.pad_token_id,
+            },
+            vision_config={"image_size": 384},
+        )
+        BlipForConditionalGeneration(config).eval().save_pretrained(folder)
+        processor = BlipImageProcessor(size={"height": 384, "width": 384})
+        BlipProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
+    return str(folder)

@@ -3,6 +3,7 @@
     python -m benchmarks.run embed_texts [--rows 4000] [--batch-size 128] [key=value ...]
     python -m benchmarks.run embed_images [--rows 512] [--batch-size 32] [key=value ...]
     python -m benchmarks.run generate_text [--rows 64] [--batch-size 8]   # generated tokens/s
+    python -m benchmarks.run caption_images [--rows 32] [--batch-size 8]  # captions/s
     python -m benchmarks.run embed_texts --scale      # N and 10 x N rows: rows/s and memory stay flat
     python -m benchmarks.run embed_texts --auto-batch # rayjobs with model.batch_size=auto
 
@@ -22,12 +23,17 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import image_embedding, models, synthetic, text_embedding, text_generation
+from benchmarks import image_captioning, image_embedding, models, synthetic, text_embedding, text_generation
 from benchmarks.memory import PeakMemory
 from benchmarks.report import append_table_row, write_result
 
 HERE = Path(__file__).resolve().parent
-DEFAULTS = {"embed_texts": (4000, 128), "embed_images": (512, 32), "generate_text": (64, 8)}
+DEFAULTS = {
+    "embed_texts": (4000, 128),
+    "embed_images": (512, 32),
+    "generate_text": (64, 8),
+    "caption_images": (32, 8),
+}
 NEW_TOKENS = 32
 
 
@@ -136,6 +142,27 @@ def bench_generation(args: argparse.Namespace, work: Path, device: str) -> dict:
     return {"model": models.display_name(model), "unit": "generated tokens/s", **figures}
 
 
+def bench_captions(args: argparse.Namespace, work: Path, device: str) -> dict:
+    """Captions/s (greedy, NEW_TOKENS at most): the captioner's ceiling and rayjobs end to end."""
+    model = args.model or models.blip_base_random()
+    folder, _ = synthetic.write_images(work / "images", args.rows)
+    figures = {}
+    if not args.only_rayjobs:
+        ceiling = image_captioning.model_ceiling(model, args.rows, args.batch_size, NEW_TOKENS, device)
+        figures["model_ceiling"] = ceiling["captions"]
+        figures["model_ceiling_tokens_per_s"] = ceiling["tokens"]
+    overrides = image_captioning.rayjobs_overrides(
+        model, folder, work / "out", rayjobs_batch(args), NEW_TOKENS, args.overrides
+    )
+    measured = run_rayjobs("caption_images", overrides, device)
+    seconds = measured["rows_out"] / measured["rayjobs_e2e"] if measured["rayjobs_e2e"] else 0
+    if seconds:
+        measured["rayjobs_e2e_tokens_per_s"] = image_captioning.generated_tokens(work / "out") / seconds
+    figures.update(measured)
+    _shutdown_ray()
+    return {"model": models.display_name(model), "unit": "captions/s", **figures}
+
+
 def _shutdown_ray() -> None:
     import ray
 
@@ -204,9 +231,12 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = models.CACHE / f"work-{args.job}-{args.rows}"
-    bench = {"embed_texts": bench_texts, "embed_images": bench_images, "generate_text": bench_generation}[
-        args.job
-    ]
+    bench = {
+        "embed_texts": bench_texts,
+        "embed_images": bench_images,
+        "generate_text": bench_generation,
+        "caption_images": bench_captions,
+    }[args.job]
     figures = bench(args, work, device)
     result = {
         "job": args.job,

@@ -3,7 +3,6 @@ chat-templated token ids and per-row generation parameters; length-sorted to cut
 
 from __future__ import annotations
 
-import string
 from functools import lru_cache
 
 import numpy as np
@@ -12,6 +11,7 @@ import pyarrow as pa
 from operators.arrow_tensors import lists_to_arrow
 from operators.model_files import local_model_dir
 from operators.openai_requests import parse_request
+from operators.prompt_template import prompt_text
 from operators.row_errors import add_error_columns, good_rows, mark_errors
 
 STAGE = "prompt"
@@ -31,11 +31,18 @@ def load_chat_tokenizer(model_path: str, revision: str | None = None):
     return AutoTokenizer.from_pretrained(local_model_dir(model_path, revision))
 
 
-def template_columns(template: str | None) -> list[str]:
-    """Column names a prompt template refers to ("{name} in {style}" -> [name, style])."""
-    if not template:
-        return []
-    return [field for _, field, _, _ in string.Formatter().parse(template) if field]
+@lru_cache(maxsize=4)
+def context_length(model_path: str, revision: str | None = None) -> int | None:
+    """Tokens the model attends over (prompt + completion), from its config; None if unknown."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(local_model_dir(model_path, revision))
+    config = getattr(config, "text_config", None) or config
+    for name in ("max_position_embeddings", "n_positions", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def build_prompts(
@@ -48,10 +55,17 @@ def build_prompts(
     system: str | None = None,
     chat_template: bool = True,
     openai: bool = False,
+    max_new_tokens: int | None = None,
+    truncate: bool = False,
 ) -> pa.Table:
     """Adds input_ids (list<int32>), the generation parameters (null: the model's defaults) and,
-    for OpenAI batch input, custom_id and model."""
+    for OpenAI batch input, custom_id and model.
+
+    A prompt that leaves no room for its max_new_tokens (the row's, else `max_new_tokens`) in the
+    model's context is an error row, or with `truncate` keeps its last tokens (where the question
+    and the generation prompt are)."""
     tokenizer = load_chat_tokenizer(model_path, revision)
+    context = context_length(model_path, revision)
     table = add_error_columns(table)
     records = table.to_pylist()
     ids: list[np.ndarray] = []
@@ -65,7 +79,7 @@ def build_prompts(
             messages, row_params, reason = request.messages, request.params, request.error
             custom_id, model = request.custom_id, request.model
         else:
-            text, reason = _prompt_text(record, prompt_column, template)
+            text, reason = prompt_text(record, prompt_column, template)
             if reason is None:
                 messages = ([{"role": "system", "content": system}] if system else []) + [
                     {"role": "user", "content": text}
@@ -75,6 +89,9 @@ def build_prompts(
             tokens = _tokenize(tokenizer, messages, chat_template)
             if len(tokens) == 0:
                 reason = "empty prompt"
+            elif context:
+                new = row_params.get("max_new_tokens") or max_new_tokens
+                tokens, reason = _fit(tokens, context, new, truncate)
         ids.append(tokens)
         reasons.append(reason)
         for name in PARAMS:
@@ -92,19 +109,18 @@ def build_prompts(
     return table.take(pa.array(np.argsort(lengths, kind="stable")))
 
 
-def _prompt_text(record: dict, column: str | None, template: str | None) -> tuple[str | None, str | None]:
-    if template:
-        try:
-            text = template.format(**{k: "" if v is None else v for k, v in record.items()})
-        except (KeyError, IndexError, ValueError) as error:
-            return None, f"prompt template: {type(error).__name__}: {error}"
-    else:
-        text = record.get(column) if column else None
-    if text is None:
-        return None, "missing prompt (null)"
-    if not str(text).strip():
-        return None, "empty prompt"
-    return str(text), None
+def _fit(tokens: np.ndarray, context: int, new: int | None, truncate: bool) -> tuple[np.ndarray, str | None]:
+    room = context - (new or 0)
+    if len(tokens) <= room:
+        return tokens, None
+    if room < 1:
+        return tokens, f"max_new_tokens {new} leaves no room for a prompt in the model's context of {context}"
+    if truncate:
+        return tokens[-room:], None
+    return tokens, (
+        f"prompt of {len(tokens)} tokens + max_new_tokens {new} exceeds the model's context of {context} "
+        "tokens (prompt.truncate=true keeps the prompt's last tokens)"
+    )
 
 
 def _tokenize(tokenizer, messages: list[dict[str, str]], chat_template: bool) -> np.ndarray:

@@ -39,6 +39,7 @@ class ImageCaptioner:
     """Generates one caption per image; `prompt` (or a per-row `prompt` column) conditions it."""
 
     inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    optional_inputs: ClassVar[tuple[str, ...]] = ("prompt",)  # per-row prompts, when the job makes them
     outputs: ClassVar[tuple[str, ...]] = ("caption", "generated_tokens")
 
     def __init__(
@@ -105,10 +106,16 @@ class ImageCaptioner:
         out = self.model.generate(**kwargs, generation_config=self.generation)
         special = set(self.tokenizer.all_special_ids)
         texts, lengths = [], []
+        said = self.tokenizer.decode(echo, skip_special_tokens=True).strip()
         for sequence in out:
             ids = [token for token in sequence.tolist() if token not in special]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
             if echo and ids[: len(echo)] == echo:  # BLIP, GIT and decoder prompts echo the prompt
                 ids = ids[len(echo) :]
-            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+                # Cut the prompt from the text, not the tokens: a caption may go on mid-word.
+                text = (
+                    text[len(said) :].strip() if text.startswith(said) else self.tokenizer.decode(ids).strip()
+                )
+            texts.append(text)
             lengths.append(len(ids))
         return texts, lengths

@@ -1,8 +1,10 @@
 """TextGenerator: prompt token ids (+ per-row sampling parameters) in, n completions per row out.
 
-Static batching with left padding: rows arrive length-sorted from `build_prompts`, rows that
-share parameters are generated together, and each generate() call stops when its longest
-completion does.
+Two engines. `static`: left-padded batches; rows arrive length-sorted from `build_prompts`, rows
+that share parameters are generated together, and each generate() call runs until its longest
+completion stops. `continuous`: transformers' continuous batching (`generate_batch`, paged KV
+cache): a finished sequence's slot is refilled at once, so short completions do not wait for
+long ones.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from operators.model_files import local_model_dir
 from operators.torch_device import pick_device, pick_dtype
 
 KINDS = {"max_new_tokens": int, "temperature": float, "top_p": float, "n": int, "seed": int}
+ENGINES = ("static", "continuous")
 
 
 class TextGenerator:
@@ -42,9 +45,13 @@ class TextGenerator:
         dtype: str = "auto",
         device: str = "auto",
         trust_remote_code: bool = False,
+        engine: str = "static",
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
         folder = local_model_dir(path, revision)
         self.device = pick_device(device)
         self.model = (
@@ -104,6 +111,8 @@ class TextGenerator:
     def _generate(self, rows: list[np.ndarray], setting: dict) -> tuple[list, list, list]:
         from transformers import GenerationConfig
 
+        if self.engine == "continuous":
+            return self._decode(self._generate_continuous(rows, setting), len(rows), setting["n"])
         longest = max(len(row) for row in rows)
         ids = np.full((len(rows), longest), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), longest), dtype=np.int64)
@@ -126,11 +135,41 @@ class TextGenerator:
             attention_mask=torch.from_numpy(mask).to(self.device),
             generation_config=config,
         )
-        new = out[:, longest:].tolist()
+        return self._decode(out[:, longest:].tolist(), len(rows), setting["n"])
+
+    def _generate_continuous(self, rows: list[np.ndarray], setting: dict) -> list[list[int]]:
+        """n requests per row through the paged-cache scheduler; sequences back in input order."""
+        from transformers import GenerationConfig
+
+        sample = setting["temperature"] > 0
+        config = GenerationConfig(
+            max_new_tokens=setting["max_new_tokens"],
+            do_sample=sample,
+            temperature=setting["temperature"] if sample else None,
+            top_p=setting["top_p"] if sample else None,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos) or -1,
+        )
+        requests = [[int(t) for t in row] for row in rows for _ in range(setting["n"])]
+        torch.manual_seed(setting["seed"])
+        # Its scheduler thread updates cache tensors in place: not allowed on inference tensors.
+        with torch.inference_mode(False):
+            out = self.model.generate_batch(requests, generation_config=config, progress_bar=False)
+        if len(out) != len(requests):
+            raise RuntimeError(f"continuous batching returned {len(out)} of {len(requests)} sequences")
+        failed = [result for result in out.values() if getattr(result, "error", None)]
+        if failed:  # a failed request comes back empty: raise, so its rows are retried or recorded
+            raise RuntimeError(f"continuous batching failed: {failed[0].error}")
+        # Request ids are req_<position>: sort numerically to line results up with the rows.
+        order = sorted(out, key=lambda key: int(str(key).rsplit("_", 1)[-1]))
+        return [list(out[key].generated_tokens) for key in order]
+
+    def _decode(self, new: list[list[int]], rows: int, n: int) -> tuple[list, list, list]:
+        """Completions cut at the first end-of-sequence token, with finish reasons and lengths."""
         texts, finish, lengths = [], [], []
-        for i in range(len(rows)):
+        for i in range(rows):
             row_texts, row_finish, row_lengths = [], [], []
-            for sequence in new[i * setting["n"] : (i + 1) * setting["n"]]:
+            for sequence in new[i * n : (i + 1) * n]:
                 tokens, stopped = [], False
                 for token in sequence:
                     if token in self.eos:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from operators.build_prompts import build_prompts, template_columns
+from operators.build_prompts import build_prompts
+from operators.prompt_template import template_columns
 from rayjobs.cli import run_cli
 from rayjobs.job_run import RunResult, start_job
 from rayjobs.model_stage import ModelStage
@@ -48,6 +49,8 @@ def run(cfg: DictConfig) -> RunResult:
                 "system": prompt.system,
                 "chat_template": prompt.chat_template,
                 "openai": openai,
+                "max_new_tokens": cfg.model.get("max_new_tokens"),
+                "truncate": bool(prompt.get("truncate")),
             },
             **job.task_args(),
         )

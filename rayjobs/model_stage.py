@@ -46,6 +46,7 @@ class ModelStage:
         self.probe: ProbeResult | None = None
         operator_class = get_class(target)
         self.inputs: tuple[str, ...] = tuple(operator_class.inputs)
+        self.optional: tuple[str, ...] = tuple(getattr(operator_class, "optional_inputs", ()))
         self.outputs: tuple[str, ...] = tuple(operator_class.outputs)
         self.operator = operator_class(**kwargs)
         self.pid = os.getpid()
@@ -58,7 +59,8 @@ class ModelStage:
         failures: list[str | None] = [None] * table.num_rows
         if len(rows):
             # Index in numpy: pyarrow 26's take/filter garble sliced nested fixed_size_list columns.
-            batch = {name: _rows(_column_as_numpy(table[name]), rows) for name in self.inputs}
+            present = [*self.inputs, *(name for name in self.optional if name in table.column_names)]
+            batch = {name: _rows(_column_as_numpy(table[name]), rows) for name in present}
             if self.auto and self.probe is None:
                 self._probe(batch)
             results, row_failures = self._run_chunks(batch)

@@ -70,3 +70,29 @@ def test_generation_harness_counts_generated_tokens(tmp_path, tiny_gpt2):
     result = json.loads(out.read_text())
     assert (result["unit"], result["figures"]["rows_out"]) == ("generated tokens/s", 6)
     assert result["figures"]["model_ceiling"] > 0 and result["figures"]["rayjobs_e2e"] > 0
+
+
+def test_caption_harness_counts_captions(tmp_path, tiny_blip):
+    out = tmp_path / "captions.json"
+    done = harness(
+        "caption_images",
+        "--rows",
+        "6",
+        "--batch-size",
+        "3",
+        "--model",
+        tiny_blip,
+        "--no-table",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert (result["job"], result["unit"], result["figures"]["rows_out"]) == (
+        "caption_images",
+        "captions/s",
+        6,
+    )
+    for name in ("model_ceiling", "model_ceiling_tokens_per_s", "rayjobs_e2e", "rayjobs_e2e_tokens_per_s"):
+        assert result["figures"][name] > 0, name
+    assert set(result["ratios"]) == {"e2e/model_ceiling"}

@@ -34,3 +34,40 @@ def test_caption_a_folder_with_broken_files(local_ray, tmp_path, tiny_blip):
     assert [captions[name] for name in good] == direct_captions(tiny_blip, [made[n] for n in good], None, 6)
     errors = pq.read_table(tmp_path / "out" / "errors")["id"].to_pylist()
     assert sorted(errors) == ["broken.jpg", "sub/empty.png"]
+
+
+def test_prompt_template_over_columns_of_a_parquet_table(local_ray, tmp_path, tiny_blip):
+    """Each image is captioned with its own prompt; a row whose template fills to blank is an error."""
+    import pyarrow as pa
+
+    from tests.operators.test_image_captioner import pngs
+
+    images = pngs(3)
+    (tmp_path / "in").mkdir()
+    pq.write_table(
+        pa.table({"key": ["a", "b", "c"], "image": images, "title": ["a red", "a blue", None]}),
+        tmp_path / "in" / "photos.parquet",
+    )
+    cfg = rayjobs.compose(
+        "caption_images",
+        [
+            f"input.path={tmp_path / 'in'}",
+            "input.format=parquet",
+            "input.image_column=image",
+            "input.id_column=key",
+            f"output.path={tmp_path / 'out'}",
+            f"model.path={tiny_blip}",
+            "model.max_new_tokens=5",
+            "prompt.template='{title}'",
+            "runtime.progress_bars=false",
+            "job.max_error_fraction=0.5",
+        ],
+    )
+    result = rayjobs.run(cfg)
+    assert (result.rows_written, result.rows_errored) == (2, 1)
+    data = {row["id"]: row for row in pq.read_table(tmp_path / "out" / "data").to_pylist()}
+    assert data["a"]["prompt"] == "a red" and data["b"]["prompt"] == "a blue"
+    assert data["a"]["caption"] == direct_captions(tiny_blip, [images[0]], "a red", 5)[0]
+    assert data["b"]["caption"] == direct_captions(tiny_blip, [images[1]], "a blue", 5)[0]
+    errors = pq.read_table(tmp_path / "out" / "errors").to_pylist()
+    assert [(e["id"], e["stage"], e["reason"]) for e in errors] == [("c", "prompt", "empty prompt")]

@@ -93,3 +93,39 @@ def test_csv_prompts_with_a_template(local_ray, tmp_path, tiny_gpt2):
     assert data.schema.field("completions").type == pa.list_(pa.string())
     by_id = dict(zip(data["id"].to_pylist(), data["completions"].to_pylist(), strict=True))
     assert by_id["1"] == [direct_greedy(tiny_gpt2, "a shoe in noir style", 4)]
+
+
+def test_empty_and_too_long_prompts_land_in_errors_continuous_engine(local_ray, tmp_path, tiny_gpt2):
+    prompts = ["a red car", "", None, "   ", " ".join(["word"] * 200), "the dog"]
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"key": list(range(6)), "prompt": prompts}), tmp_path / "in" / "p.parquet")
+    cfg = rayjobs.compose(
+        "generate_text",
+        [
+            f"input.path={tmp_path / 'in'}",
+            "input.format=parquet",
+            "input.id_column=key",
+            f"output.path={tmp_path / 'out'}",
+            f"model.path={tiny_gpt2}",
+            "model.max_new_tokens=5",
+            "model.engine=continuous",
+            "runtime.progress_bars=false",
+            "job.max_error_fraction=0.9",
+        ],
+    )
+    result = rayjobs.run(cfg)
+    assert (result.rows_written, result.rows_errored) == (2, 4)
+    data = dict(
+        zip(
+            *(pq.read_table(tmp_path / "out" / "data")[c].to_pylist() for c in ("id", "completions")),
+            strict=True,
+        )
+    )
+    assert data == {
+        0: [direct_greedy(tiny_gpt2, "a red car", 5)],
+        5: [direct_greedy(tiny_gpt2, "the dog", 5)],
+    }
+    errors = {e["id"]: e["reason"] for e in pq.read_table(tmp_path / "out" / "errors").to_pylist()}
+    assert errors[1] == "empty prompt" and errors[3] == "empty prompt"
+    assert errors[2] == "missing prompt (null)"
+    assert "exceeds the model's context of 128 tokens" in errors[4]

@@ -66,3 +66,34 @@ def test_bad_prompts_are_errors_not_crashes(tiny_gpt2):
         template="Write about a {name} in {style} style",
     )
     assert templated["_error"].to_pylist() == [None] and len(arrow_to_lists(templated["input_ids"])[0]) > 5
+
+
+def test_continuous_batching_matches_static_batches(tiny_gpt2):
+    """Same greedy completions from transformers' paged-cache scheduler as from padded generate()."""
+    table, static = generate(tiny_gpt2, PROMPTS, max_new_tokens=6)
+    _, continuous = generate(tiny_gpt2, PROMPTS, max_new_tokens=6, engine="continuous")
+    assert [list(c) for c in continuous["completions"]] == [list(c) for c in static["completions"]]
+    assert [list(r) for r in continuous["finish_reasons"]] == [list(r) for r in static["finish_reasons"]]
+    assert [list(n) for n in continuous["completion_tokens"]] == [
+        list(n) for n in static["completion_tokens"]
+    ]
+    _, samples = generate(tiny_gpt2, PROMPTS[:2], max_new_tokens=4, n=2, temperature=1.0, engine="continuous")
+    assert [len(c) for c in samples["completions"]] == [2, 2]
+
+
+def test_prompts_too_long_for_the_context_are_errors_or_keep_their_last_tokens(tiny_gpt2):
+    """The tiny GPT-2 attends over 128 positions; 100 new tokens leave 28 for the prompt."""
+    long = " ".join(["word"] * 60)
+    table = pa.table({"prompt": ["a car", long]})
+    refused = build_prompts(table, model_path=tiny_gpt2, prompt_column="prompt", max_new_tokens=100)
+    by_prompt = dict(zip(refused["prompt"].to_pylist(), refused["_error"].to_pylist(), strict=True))
+    assert by_prompt["a car"] is None
+    assert "exceeds the model's context of 128 tokens" in by_prompt[long]
+    kept = build_prompts(
+        table, model_path=tiny_gpt2, prompt_column="prompt", max_new_tokens=100, truncate=True
+    )
+    assert kept["_error"].null_count == 2
+    full = build_prompts(table, model_path=tiny_gpt2, prompt_column="prompt")
+    assert (
+        arrow_to_lists(kept["input_ids"])[1].tolist() == arrow_to_lists(full["input_ids"])[1][-28:].tolist()
+    )
