@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-table", action="store_true", help="do not append to benchmarks/README.md")
     parser.add_argument("--json", type=Path, help="write the result here instead of benchmarks/results/")
     parser.add_argument("overrides", nargs="*", help="rayjobs config overrides, e.g. model.num_threads=2")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may follow the options
     default_rows, default_batch = DEFAULTS[args.job]
     args.rows = args.rows or default_rows
     args.batch_size = args.batch_size or default_batch

@@ -1,8 +1,10 @@
 """`model.batch_size=auto`: each model actor picks its own batch size once, on copies of real rows.
 
 On a GPU it is the largest power of two up to `model.max_batch_size` that runs without running
-out of memory, tried on copies of the block's largest row (worst case). On a CPU it is the
-fastest: sizes double until rows/s stops improving, tried on copies of the median-size row.
+out of memory, tried on copies of the block's largest row (worst case): `probe_batch_size`.
+On a CPU it is the fastest, found while doing real work (`LiveProbe`): the first batches run at
+8, 16, 32, ... rows and are timed, and their results are kept. Rows arrive length-sorted, so
+speed is compared per padded element (rows x longest row), not per row.
 """
 
 from __future__ import annotations
@@ -33,6 +35,43 @@ class ProbeResult:
         return (
             f"model.batch_size=auto chose {self.size} on {self.device} (rows/s by size: {tried}{oom}{note})"
         )
+
+
+class LiveProbe:
+    """The CPU batch size, chosen on the job's own batches: call size(), run, then record()."""
+
+    def __init__(self, limit: int) -> None:
+        self.sizes = _sizes(limit)
+        self.step = -1  # -1: the first batch warms up thread pools and kernels, and is not timed
+        self.rates: dict[int, float] = {}  # padded elements/s: what the decision compares
+        self.result = ProbeResult(size=self.sizes[0], device="cpu")
+        self.done = False
+
+    def size(self) -> int:
+        return self.sizes[max(self.step, 0)]
+
+    def record(self, batch: dict[str, Any], seconds: float) -> None:
+        size = len(next(iter(batch.values())))
+        if self.step < 0 or size < self.size():  # the warm-up, or a block's short tail
+            self.step = max(self.step, 0)
+            return
+        self.rates[size] = _work(batch) / max(seconds, 1e-9)
+        self.result.rows_per_s[size] = size / max(seconds, 1e-9)
+        top = max(self.rates.values())
+        # The smallest size near the top rate: less latency and memory for the same speed.
+        self.result.size = min(s for s, rate in self.rates.items() if rate * FLAT >= top)
+        smaller = [rate for s, rate in self.rates.items() if s < size]
+        self.step += 1
+        if (smaller and self.rates[size] < FLAT * max(smaller)) or self.step >= len(self.sizes):
+            self.done = True
+
+
+def _work(batch: dict[str, Any]) -> int:
+    """Elements a batch makes the model compute: rows x longest row for ragged inputs (padding)."""
+    values = batch[next(iter(batch))]
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return len(values)
+    return len(values) * max((_length(v) for v in values), default=1)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

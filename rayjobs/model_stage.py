@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from hydra.utils import get_class
 
 from operators.arrow_tensors import arrow_to_lists, arrow_to_tensor, tensor_to_arrow
 from operators.row_errors import add_error_columns, describe, good_rows, mark_errors
-from rayjobs.batch_probe import ProbeResult, is_out_of_memory, probe_batch_size
+from rayjobs.batch_probe import LiveProbe, ProbeResult, is_out_of_memory, probe_batch_size
 
 STAGE = "model"
 BATCH_SIZE = "_model_batch_size"  # the batch size the actor ran at, for the run record
@@ -44,6 +45,7 @@ class ModelStage:
         self.batch_size: int | None = None if self.auto else batch_size  # type: ignore[assignment]
         self.max_batch_size = max_batch_size
         self.probe: ProbeResult | None = None
+        self.live: LiveProbe | None = None  # CPU + auto: picking the size on the first batches
         operator_class = get_class(target)
         self.inputs: tuple[str, ...] = tuple(operator_class.inputs)
         self.optional: tuple[str, ...] = tuple(getattr(operator_class, "optional_inputs", ()))
@@ -61,7 +63,7 @@ class ModelStage:
             # Index in numpy: pyarrow 26's take/filter garble sliced nested fixed_size_list columns.
             present = [*self.inputs, *(name for name in self.optional if name in table.column_names)]
             batch = {name: _rows(_column_as_numpy(table[name]), rows) for name in present}
-            if self.auto and self.probe is None:
+            if self.auto and self.probe is None and self.live is None:
                 self._probe(batch)
             results, row_failures = self._run_chunks(batch)
             for row, failure in zip(rows, row_failures, strict=True):
@@ -77,9 +79,11 @@ class ModelStage:
     def _probe(self, batch: dict[str, Any]) -> None:
         import torch
 
-        gpu = torch.cuda.is_available() and torch.cuda.device_count() > 0
+        if not (torch.cuda.is_available() and torch.cuda.device_count() > 0):
+            self.live = LiveProbe(self.max_batch_size)  # CPU: timed on the real batches that follow
+            return
         self.probe = probe_batch_size(
-            self.operator, batch, gpu=gpu, limit=self.max_batch_size, release=_release_memory
+            self.operator, batch, gpu=True, limit=self.max_batch_size, release=_release_memory
         )
         self.batch_size = self.probe.size
         log.warning("%s", self.probe.describe())  # warning: Ray forwards it to the driver's console
@@ -91,8 +95,11 @@ class ModelStage:
         failures: list[str | None] = []
         start = 0
         while start < total:
-            size = min(self.batch_size or total, total - start)
+            probing = self.live is not None and not self.live.done
+            wanted = self.live.size() if probing else self.batch_size
+            size = min(wanted or total, total - start)
             chunk = {name: values[start : start + size] for name, values in batch.items()}
+            started = time.perf_counter()
             try:
                 results, chunk_failures = self._run(chunk)
             except Exception as error:  # only out of memory gets here, with more than one row
@@ -102,12 +109,21 @@ class ModelStage:
                     "model: %s at %d rows; batches of %d from now on", describe(error), size, self.batch_size
                 )
                 continue
+            if probing and not any(chunk_failures):  # a row-by-row retry would skew the timing
+                self._record(chunk, time.perf_counter() - started)
             parts.append((results, size))
             failures.extend(chunk_failures)
             start += size
         if len(parts) == 1:
             return parts[0][0], failures
         return self._merge(parts), failures
+
+    def _record(self, chunk: dict[str, Any], seconds: float) -> None:
+        self.live.record(chunk, seconds)
+        if self.live.done:
+            self.probe = self.live.result
+            self.batch_size = self.probe.size
+            log.warning("%s", self.probe.describe())
 
     def _run(self, batch: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str | None]]:
         size = len(next(iter(batch.values())))

@@ -91,3 +91,19 @@ def test_cpu_probes_copies_of_the_median_row_so_padding_does_not_bias_the_sizes(
     rows = [np.arange(n) for n in (2, 30, 7, 11, 5)]
     probe_batch_size(run, {"ids": rows}, gpu=False, limit=16)
     assert seen and all(lengths == {7} for lengths in seen)
+
+
+def test_live_probe_compares_padded_elements_per_second_on_the_real_batches():
+    from rayjobs.batch_probe import LiveProbe
+
+    probe = LiveProbe(limit=64)
+    rows = lambda n, length: {"ids": [np.arange(length)] * n}  # noqa: E731
+    probe.record(rows(8, 5), 9.0)  # warm-up: not timed
+    assert (probe.size(), probe.done) == (8, False)
+    probe.record(rows(8, 10), 0.8)  # 100 elements/s
+    probe.record(rows(16, 20), 1.6)  # 200/s: longer rows, but more per second
+    probe.record(rows(3, 20), 0.5)  # a block's short tail: ignored
+    assert (probe.size(), probe.done) == (32, False)
+    probe.record(rows(32, 30), 4.7)  # ~204/s: within 3% of 200, so doubling no longer pays
+    assert probe.done and probe.result.size == 16
+    assert set(probe.result.rows_per_s) == {8, 16, 32}
