@@ -9,9 +9,14 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench browser clean
 
 setup: $(STAMP)
+
+# The search page test drives a real headless Chromium: Debian's package, installed when missing.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # torch first: an unpinned torch pulled in by another package would fetch a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -24,7 +29,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m rayjobs.demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -ra --durations=15
 
 lint: $(STAMP)
@@ -35,6 +40,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run embed_texts
 	$(PY) -m benchmarks.run embed_images
 	$(PY) -m benchmarks.run generate_text
+	$(PY) -m benchmarks.run caption_images
+	$(PY) -m benchmarks.search_load
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -3,12 +3,13 @@
 From a notebook:
     cfg = rayjobs.compose("embed_texts", overrides=["input.path=texts.parquet", "output.path=out"])
     result = rayjobs.run(cfg)      # RunResult: rows, output_path, seconds, rows_per_second
+    rayjobs.search("out/index", "a red shoe", k=10)   # pandas DataFrame, after build_index
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rayjobs.config_error import ConfigError
 from rayjobs.configs import JOBS, compose
@@ -18,7 +19,14 @@ if TYPE_CHECKING:
 
     from rayjobs.job_run import RunResult
 
-__all__ = ["JOBS", "ConfigError", "compose", "run"]
+__all__ = ["JOBS", "ConfigError", "compose", "run", "search"]
+
+
+def search(index_path: str, query: str | None = None, k: int = 10, **options: Any) -> Any:
+    """Top k items of an index for a text query (or image=path): a pandas DataFrame."""
+    from rayjobs.search import search as search_index
+
+    return search_index(index_path, query, k, **options)
 
 
 def run(cfg: DictConfig) -> RunResult:

@@ -16,7 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 from rayjobs.config_error import ConfigError
 
 CONF_DIR = Path(os.environ.get("RAYJOBS_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
-JOBS = ("embed_texts", "embed_images", "caption_images", "generate_text")
+JOBS = ("embed_texts", "embed_images", "caption_images", "generate_text", "build_index")  # rayjobs.run
+CONFIGS = (*JOBS, "search", "serve_index")  # every root config compose() knows
 
 
 def package_model_path(package: str) -> str:
@@ -35,8 +36,8 @@ def register_resolvers() -> None:
 
 def compose(job: str, overrides: Sequence[str] = ()) -> DictConfig:
     """The resolved config of `job` with Hydra-style overrides, e.g. ["model=minilm_offline"]."""
-    if job not in JOBS:
-        raise ConfigError("job", f"unknown job {job!r}; choose one of {', '.join(JOBS)}")
+    if job not in CONFIGS:
+        raise ConfigError("job", f"unknown job {job!r}; choose one of {', '.join(CONFIGS)}")
     register_resolvers()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=job):

@@ -1,0 +1,244 @@
+"""Serve an index over HTTP on Ray Serve: a JSON API and a search page, on 127.0.0.1.
+
+    python -m rayjobs.serve_index index.path=out/photos/index            # http://127.0.0.1:8000/
+
+    GET  /                                  the search page (search box, result grid, thumbnails)
+    GET  /api/info                          rows, index kind, metadata columns, whether items are images
+    GET  /api/search?q=text&k=10&filter=column:value
+    POST /api/search/image?k=10             body: the image bytes (Content-Type image/*)
+    GET  /api/items/<position>/thumbnail    a JPEG of an indexed image (items of the index only)
+
+Bad requests get a 4xx with {"detail": "..."}; the replica keeps serving.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route functions' annotations at
+# runtime, and `Request` is imported inside build_app, where a string annotation cannot find it.
+import io
+import json
+import logging
+import sys
+import time
+from importlib import resources
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rayjobs.config_error import ConfigError
+
+log = logging.getLogger("rayjobs")
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+UPLOAD_TYPES = ("image/", "application/octet-stream")
+
+
+def build_app(index_path: str, limits: dict[str, Any], storage_options: dict[str, Any] | None = None):
+    """The FastAPI app around one SearchIndex (Ray Serve runs it in its replica)."""
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import HTMLResponse, Response
+
+    from rayjobs.query_encoder import IMAGE_JOBS, QueryError
+    from rayjobs.search_index import SearchIndex
+    from rayjobs.storage import filesystem
+
+    index = SearchIndex(index_path, storage_options)
+    page = resources.files("rayjobs").joinpath("search_page.html").read_text()
+    images = (index.info.get("model") or {}).get("job") in IMAGE_JOBS
+    app = FastAPI(title="rayjobs search", docs_url=None, redoc_url=None)
+
+    def bad(message: str, status: int = 400) -> HTTPException:
+        return HTTPException(status_code=status, detail=message)
+
+    def parse_k(raw: str | None) -> int:
+        if raw is None:
+            return 10
+        if not raw.isdigit() or not 1 <= int(raw) <= limits["max_k"]:
+            raise bad(f"k must be an integer from 1 to {limits['max_k']}, got {raw[:20]!r}")
+        return int(raw)
+
+    def parse_filters(raw: list[str]) -> dict[str, str]:
+        filters = {}
+        for item in raw:
+            column, sep, value = item.partition(":")
+            if not sep or not column:
+                raise bad(f"filter must be column:value, got {item[:50]!r}")
+            filters[column] = value
+        return filters
+
+    def answer(run, **echo: Any) -> Response:
+        started = time.perf_counter()
+        try:
+            found = run()
+        except QueryError as error:
+            raise bad(str(error)) from None
+        records = json.loads(found.to_json(orient="records"))
+        for record in records:
+            if images:
+                record["thumbnail"] = f"api/items/{record['position']}/thumbnail"
+        took = (time.perf_counter() - started) * 1000
+        body = {**echo, "results": records, "took_ms": took}
+        return Response(json.dumps(body), media_type="application/json")
+
+    @app.get("/", response_class=HTMLResponse)
+    def home() -> str:
+        return page
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        return {
+            "rows": index.rows,
+            "kind": index.spec.kind,
+            "columns": index.columns,
+            "images": images,
+            "model": (index.info.get("model") or {}).get("path"),
+        }
+
+    @app.get("/api/search")
+    def search(request: Request) -> Response:
+        params = request.query_params
+        query = params.get("q") or ""
+        if not query.strip():
+            raise bad("empty query: pass q=some text")
+        if len(query) > limits["max_query_chars"]:
+            raise bad(f"query is {len(query)} characters; the limit is {limits['max_query_chars']}")
+        k = parse_k(params.get("k"))
+        filters = parse_filters(params.getlist("filter"))
+        return answer(lambda: index.search_text(query, k, filters), query=query, k=k)
+
+    @app.post("/api/search/image")
+    async def search_image(request: Request) -> Response:
+        if not images:
+            raise bad("this index holds text embeddings: search it with /api/search?q=...")
+        kind = request.headers.get("content-type", "")
+        if not kind.startswith(UPLOAD_TYPES):
+            raise bad(f"upload an image (Content-Type image/*), not {kind[:50]!r}", 415)
+        most = limits["max_upload_mb"] * 2**20
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > most:
+            raise bad(f"upload of {int(declared)} bytes; the limit is {most}", 413)
+        data = bytearray()
+        async for chunk in request.stream():  # counted as it arrives: a lying Content-Length is no way round
+            data += chunk
+            if len(data) > most:
+                raise bad(f"upload over the limit of {most} bytes", 413)
+        if not data:
+            raise bad("empty upload")
+        k = parse_k(request.query_params.get("k"))
+        filters = parse_filters(request.query_params.getlist("filter"))
+        return answer(lambda: index.search_image(bytes(data), k, filters), k=k)
+
+    @app.get("/api/items/{position:path}/thumbnail")  # :path, so "../x" reaches the check below
+    def thumbnail(position: str) -> Response:
+        if not position.isdigit():
+            raise bad(f"item must be a row position (a number), got {position[:50]!r}")
+        try:
+            path = index.image_path(int(position))
+        except QueryError as error:
+            raise bad(str(error), 404) from None
+        options = (index.info.get("source") or {}).get("storage_options") or {}
+        fs, full = filesystem(path, options)
+        try:
+            with fs.open(full, "rb") as handle:
+                return Response(_thumbnail(handle.read(), limits["thumbnail_px"]), media_type="image/jpeg")
+        except Exception as error:  # the file moved, or is not an image after all
+            raise bad(f"item {position}: cannot make a thumbnail ({type(error).__name__})", 404) from None
+
+    return app
+
+
+def _thumbnail(data: bytes, size: int) -> bytes:
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        image.thumbnail((size, size))
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=85)
+        return out.getvalue()
+
+
+def limits_of(cfg: DictConfig) -> dict[str, Any]:
+    limits = {k: cfg.limits[k] for k in ("max_k", "max_query_chars", "max_upload_mb", "thumbnail_px")}
+    for key, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"limits.{key}", f"must be a positive integer, got {value!r}")
+    return limits
+
+
+def start(cfg: DictConfig) -> str:
+    """Deploy on Ray Serve and return the URL; the service runs until Serve shuts down."""
+    from ray import serve
+
+    from rayjobs.check_config import required
+    from rayjobs.runtime import start_ray
+    from rayjobs.search_index import SearchIndex
+
+    required(cfg, "index.path")
+    host, port = str(cfg.http.host), cfg.http.port
+    if host not in LOOPBACK:
+        raise ConfigError("http.host", f"serves on loopback only ({', '.join(LOOPBACK)}), got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError("http.port", f"must be a port number, got {port!r}")
+    limits = limits_of(cfg)
+    storage = dict(cfg.index.get("storage_options") or {})
+    SearchIndex(str(cfg.index.path), storage)  # fail here, with one line, rather than in a replica
+    start_ray(cfg.runtime)
+    serve.start(http_options={"host": host, "port": port})
+    deployment = serve.deployment(
+        name="search", num_replicas=int(cfg.replicas), ray_actor_options={"num_cpus": float(cfg.num_cpus)}
+    )(SearchService)
+    serve.run(
+        deployment.bind(str(cfg.index.path), limits, storage),
+        name="rayjobs-search",
+        route_prefix="/",
+        blocking=False,
+    )
+    return f"http://{host}:{port}/"
+
+
+class SearchService:
+    """A Serve replica holding the index; Serve routes every HTTP request to __call__, which hands
+    it to the app of build_app (built here, in the replica, where the index is loaded)."""
+
+    def __init__(self, index_path: str, limits: dict[str, Any], storage_options: dict[str, Any]) -> None:
+        self.app = build_app(index_path, limits, storage_options)
+
+    async def __call__(self, request):
+        from starlette.responses import Response
+
+        # Hand the ASGI request to our app and collect what it sends back.
+        sent: dict[str, Any] = {"body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                sent["status"], sent["headers"] = message["status"], message.get("headers", [])
+            elif message["type"] == "http.response.body":
+                sent["body"] += message.get("body", b"")
+
+        await self.app(request.scope, request.receive, send)
+        headers = {k.decode(): v.decode() for k, v in sent["headers"] if k.decode() != "content-length"}
+        return Response(sent["body"], status_code=sent["status"], headers=headers)
+
+
+def main() -> None:
+    import rayjobs
+    from rayjobs.cli import setup_logging
+
+    setup_logging()
+    try:
+        cfg = rayjobs.compose("serve_index", sys.argv[1:])
+        url = start(cfg)
+    except ConfigError as error:
+        print(f"rayjobs serve_index: config error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"[rayjobs] serving {cfg.index.path} at {url} (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve
+
+        serve.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""build_index on real Ray over synthetic embeddings: exact self-retrieval, IVF-PQ recall, errors."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import rayjobs
+from operators.arrow_tensors import tensor_to_arrow
+from rayjobs.config_error import ConfigError
+from rayjobs.search_index import SearchIndex
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+def clustered(rows: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
+    """Vectors around random centres: the structure real embeddings have (and IVF relies on)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    members = rng.integers(0, clusters, rows)
+    return (centres[members] + 0.35 * rng.normal(size=(rows, dim))).astype(np.float32)
+
+
+def write_embeddings(folder, vectors: np.ndarray, files: int = 2, record: dict | None = None) -> None:
+    """What an embedding job leaves: data/part-*.parquet (id, embedding, metadata) and _run.json."""
+    (folder / "data").mkdir(parents=True)
+    for part, rows in enumerate(np.array_split(np.arange(len(vectors)), files)):
+        pq.write_table(
+            pa.table(
+                {
+                    "id": [f"item-{i}" for i in rows],
+                    "embedding": tensor_to_arrow(vectors[rows]),
+                    "lang": ["en" if i % 3 else "fr" for i in rows],
+                    "blob": pa.array([b"x"] * len(rows), pa.binary()),
+                }
+            ),
+            folder / "data" / f"part-{part:06d}.parquet",
+            row_group_size=1000,
+        )
+    (folder / "_run.json").write_text(json.dumps(record or {"config": {"job": {"name": "embed_texts"}}}))
+
+
+def build(source, index, *extra):
+    args = [f"input.path={source}", f"index.path={index}", "runtime.progress_bars=false", *extra]
+    return rayjobs.run(rayjobs.compose("build_index", args))
+
+
+def test_exact_index_every_item_finds_itself_first(local_ray, tmp_path):
+    vectors = clustered(3000, 32, 40)
+    write_embeddings(tmp_path / "emb", vectors)
+    result = build(tmp_path / "emb", tmp_path / "index", "input.shard_rows=700")
+    assert (result.rows, result.stats["shards"]) == (3000, 6)
+
+    index = SearchIndex(str(tmp_path / "index"))
+    assert (index.spec.kind, index.rows) == ("flat", 3000) and index.columns == ["lang"]  # no blobs
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    _, top = index.index.search(unit, 1)
+    assert (top[:, 0] == np.arange(3000)).all()
+    found = index.search_vector(vectors[1234], k=3)
+    assert found["id"].tolist()[0] == "item-1234" and found["rank"].tolist() == [1, 2, 3]
+    assert found["score"][0] == pytest.approx(1.0, abs=1e-5)
+    french = index.search_vector(vectors[1234], k=5, filters={"lang": "fr"})
+    assert len(french) == 5 and set(french["lang"]) == {"fr"}
+    info = json.loads((tmp_path / "index" / "index.json").read_text())
+    assert info["rows"] == 3000 and info["model"]["job"] == "embed_texts" and info["stats"]["rows_per_s"] > 0
+    assert not (tmp_path / "index" / "parts").exists() and (tmp_path / "index" / "_SUCCESS").exists()
+
+
+def test_approximate_index_recall_at_10_against_exact_search(local_ray, tmp_path):
+    rows, dim = 100_000, 64
+    vectors = clustered(rows, dim, 500, seed=1)
+    write_embeddings(tmp_path / "emb", vectors, files=4)
+    result = build(tmp_path / "emb", tmp_path / "index", "input.shard_rows=25000")
+    index = SearchIndex(str(tmp_path / "index"))
+    assert index.spec.kind == "ivfsq8" and index.rows == rows and result.stats["train_rows"] > 0
+
+    rng = np.random.default_rng(7)
+    queries = vectors[rng.choice(rows, 300, replace=False)] + 0.1 * rng.normal(size=(300, dim))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact = np.argsort(-(queries @ unit.T), axis=1)[:, :10]
+    _, approximate = index.index.search(queries, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact, strict=True)])
+    assert recall >= 0.95, recall
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_hnsw_and_ivfpq_are_built_from_the_shards_pieces(local_ray, tmp_path, kind):
+    vectors = clustered(2000, 16, 20, seed=2)
+    write_embeddings(tmp_path / "emb", vectors)
+    extra = ["index.nlist=8", "index.pq_m=16", "index.train_rows=2000"] if kind == "ivfpq" else []
+    build(tmp_path / "emb", tmp_path / "index", f"index.kind={kind}", "input.shard_rows=600", *extra)
+    index = SearchIndex(str(tmp_path / "index"))
+    assert index.spec.kind == kind and index.rows == 2000
+    assert index.search_vector(vectors[77], k=1)["id"].tolist() == ["item-77"]
+
+
+def test_bad_inputs_fail_before_ray_with_the_key(tmp_path):
+    write_embeddings(tmp_path / "emb", clustered(50, 8, 2))
+    (tmp_path / "index" / "items").mkdir(parents=True)
+    (tmp_path / "index" / "index.json").write_text("{}")
+    cases = [
+        (["input.path=/no/such/folder"], "input.path: '/no/such/folder' does not exist"),
+        (["input.embedding_column=lang"], "input.embedding_column: 'lang' is string"),
+        (["index.kind=annoy"], "index.kind: must be one of"),
+        ([], "index.path: "),  # already holds an index
+    ]
+    for extra, message in cases:
+        base = {"input.path": tmp_path / "emb", "index.path": tmp_path / "index"}
+        base.update(item.split("=", 1) for item in extra)
+        args = [f"{key}={value}" for key, value in base.items()]
+        with pytest.raises(ConfigError, match=message):
+            rayjobs.run(rayjobs.compose("build_index", args))
