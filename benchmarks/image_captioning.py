@@ -35,20 +35,5 @@ def model_ceiling(model_path: str, rows: int, batch_size: int, max_new_tokens: i
     return {"captions": steps * batch_size / seconds, "tokens": generated / seconds}
 
 
-def rayjobs_overrides(
-    model_path: str, folder: Path, out: Path, batch_size: int | str, max_new_tokens: int, extra: list[str]
-) -> list[str]:
-    return [
-        f"input.path={folder}",
-        f"output.path={out}",
-        f"model.path={model_path}",
-        f"model.batch_size={batch_size}",
-        f"model.max_new_tokens={max_new_tokens}",
-        "job.overwrite=true",
-        "runtime.progress_bars=false",
-        *extra,
-    ]
-
-
 def generated_tokens(out: Path) -> int:
     return sum(pq.read_table(out / "data", columns=["generated_tokens"])["generated_tokens"].to_pylist())

@@ -71,6 +71,22 @@ def run_rayjobs(job: str, overrides: list[str], device: str) -> dict:
     }
 
 
+def job_overrides(
+    source: Path, out: Path, model: str, batch_size: int | str, *keys: str, extra: argparse.Namespace
+) -> list[str]:
+    """What every rayjobs run of the harness sets, then the job's own `keys`, then the user's."""
+    return [
+        f"input.path={source}",
+        f"output.path={out}",
+        f"model.path={model}",
+        f"model.batch_size={batch_size}",
+        "job.overwrite=true",
+        "runtime.progress_bars=false",
+        *keys,
+        *extra.overrides,
+    ]
+
+
 def rayjobs_batch(args: argparse.Namespace) -> int | str:
     """rayjobs' model.batch_size: the baselines' size, or auto (each actor probes its own)."""
     return "auto" if args.auto_batch else args.batch_size
@@ -87,8 +103,8 @@ def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
         texts = synthetic.texts(args.rows)
         figures["model_ceiling"] = text_embedding.model_ceiling(model, texts, args.batch_size, device)
         figures["encode"] = text_embedding.encode_baseline(model, texts, args.batch_size, device)
-    overrides = text_embedding.rayjobs_overrides(
-        model, source, work / "out", rayjobs_batch(args), args.overrides
+    overrides = job_overrides(
+        source, work / "out", model, rayjobs_batch(args), "input.id_column=id", extra=args
     )
     figures.update(run_rayjobs("embed_texts", overrides, device))
     if not args.only_rayjobs:
@@ -107,9 +123,7 @@ def bench_images(args: argparse.Namespace, work: Path, device: str) -> dict:
         blobs = [path.read_bytes() for path in sorted(folder.glob("*.jpg"))]
         figures["model_ceiling"] = image_embedding.model_ceiling(model, args.rows, args.batch_size, device)
         figures["decode_ceiling"] = image_embedding.decode_ceiling(model, blobs)
-    overrides = image_embedding.rayjobs_overrides(
-        model, folder, work / "out", rayjobs_batch(args), args.overrides
-    )
+    overrides = job_overrides(folder, work / "out", model, rayjobs_batch(args), extra=args)
     figures.update(run_rayjobs("embed_images", overrides, device))
     if not args.only_rayjobs:
         figures["textbook_ray"] = image_embedding.textbook_ray(
@@ -129,9 +143,9 @@ def bench_generation(args: argparse.Namespace, work: Path, device: str) -> dict:
         figures["model_ceiling"] = text_generation.model_ceiling(
             model, prompts, args.batch_size, NEW_TOKENS, device
         )
-    overrides = text_generation.rayjobs_overrides(
-        model, source, work / "out", args.batch_size, NEW_TOKENS, args.overrides
-    )
+    new_tokens = f"model.max_new_tokens={NEW_TOKENS}"
+    keys = ("input.format=parquet", "input.id_column=id", new_tokens)
+    overrides = job_overrides(source, work / "out", model, args.batch_size, *keys, extra=args)
     measured = run_rayjobs("generate_text", overrides, device)
     per_row = text_generation.generated_tokens(work / "out") / max(1, measured["rows_out"])
     for key in ("rayjobs_e2e", "rayjobs_e2e_with_ray_start", "rayjobs_model_stage"):
@@ -151,9 +165,8 @@ def bench_captions(args: argparse.Namespace, work: Path, device: str) -> dict:
         ceiling = image_captioning.model_ceiling(model, args.rows, args.batch_size, NEW_TOKENS, device)
         figures["model_ceiling"] = ceiling["captions"]
         figures["model_ceiling_tokens_per_s"] = ceiling["tokens"]
-    overrides = image_captioning.rayjobs_overrides(
-        model, folder, work / "out", rayjobs_batch(args), NEW_TOKENS, args.overrides
-    )
+    new_tokens = f"model.max_new_tokens={NEW_TOKENS}"
+    overrides = job_overrides(folder, work / "out", model, rayjobs_batch(args), new_tokens, extra=args)
     measured = run_rayjobs("caption_images", overrides, device)
     seconds = measured["rows_out"] / measured["rayjobs_e2e"] if measured["rayjobs_e2e"] else 0
     if seconds:

@@ -95,18 +95,3 @@ def textbook_ray(model_path: str, source: Path, out: Path, batch_size: int, devi
         .write_parquet(str(out))
     )
     return rows / (time.perf_counter() - started)
-
-
-def rayjobs_overrides(
-    model_path: str, source: Path, out: Path, batch_size: int | str, extra: list[str]
-) -> list[str]:
-    return [
-        f"input.path={source}",
-        "input.id_column=id",
-        f"output.path={out}",
-        f"model.path={model_path}",
-        f"model.batch_size={batch_size}",
-        "job.overwrite=true",
-        "runtime.progress_bars=false",
-        *extra,
-    ]

@@ -59,23 +59,6 @@ def model_ceiling(
     return generated / (time.perf_counter() - started)
 
 
-def rayjobs_overrides(
-    model_path: str, source: Path, out: Path, batch_size: int, max_new_tokens: int, extra: list[str]
-) -> list[str]:
-    return [
-        f"input.path={source}",
-        "input.format=parquet",
-        "input.id_column=id",
-        f"output.path={out}",
-        f"model.path={model_path}",
-        f"model.batch_size={batch_size}",
-        f"model.max_new_tokens={max_new_tokens}",
-        "job.overwrite=true",
-        "runtime.progress_bars=false",
-        *extra,
-    ]
-
-
 def generated_tokens(out: Path) -> int:
     table = pq.read_table(out / "data", columns=["completion_tokens"])
     return sum(sum(row) for row in table["completion_tokens"].to_pylist())
