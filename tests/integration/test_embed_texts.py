@@ -141,7 +141,7 @@ def test_cli_bad_config_exits_2_with_one_line_before_ray_starts(tmp_path, tiny_b
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "rayjobs embed_texts: config error: model.batch_size: must be a positive integer, got 0"
+        "rayjobs embed_texts: config error: model.batch_size: must be a positive integer or auto, got 0"
     ]
     assert "Ray instance" not in done.stdout + done.stderr
     assert not (tmp_path / "out").exists()

@@ -68,3 +68,24 @@ def test_embed_images_reads_and_writes_s3(local_ray, s3, tmp_path, tiny_clip):
         min_cosine(np.stack([by_id[n] for n in names]), image_vectors(tiny_clip, [good[n] for n in names]))
         >= 0.999
     )
+
+
+def test_build_index_reads_embeddings_and_writes_the_index_on_s3(local_ray, s3, tmp_path):
+    from rayjobs.search_index import SearchIndex
+    from tests.integration.test_build_index import clustered, write_embeddings
+
+    fs, options = s3
+    vectors = clustered(600, 16, 6, seed=3)
+    write_embeddings(tmp_path / "emb", vectors)
+    fs.put(str(tmp_path / "emb") + "/", "rayjobs-test/emb/", recursive=True)
+    overrides = [
+        "input.path=s3://rayjobs-test/emb",
+        "index.path=s3://rayjobs-test/emb-index",
+        "input.shard_rows=250",
+        "runtime.progress_bars=false",
+        *(f"+input.storage_options.{k}={v}" for k, v in options.items()),
+    ]
+    result = rayjobs.run(rayjobs.compose("build_index", overrides))
+    assert result.rows == 600 and fs.exists("rayjobs-test/emb-index/_SUCCESS")
+    index = SearchIndex("s3://rayjobs-test/emb-index", options)
+    assert index.search_vector(vectors[321], k=1)["id"].tolist() == ["item-321"]
