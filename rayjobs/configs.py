@@ -16,7 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 from rayjobs.config_error import ConfigError
 
 CONF_DIR = Path(os.environ.get("RAYJOBS_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
-JOBS = ("embed_texts", "embed_images", "caption_images", "generate_text", "build_index")  # rayjobs.run
+MODEL_JOBS = ("embed_texts", "embed_images", "caption_images", "generate_text")  # input -> model -> output
+JOBS = (*MODEL_JOBS, "build_index")  # what rayjobs.run runs
 CONFIGS = (*JOBS, "search", "serve_index")  # every root config compose() knows
 
 

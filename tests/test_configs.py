@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 import rayjobs
 from rayjobs.check_config import check_job, check_operator, operator_config
 from rayjobs.config_error import ConfigError
-from rayjobs.configs import CONF_DIR, JOBS
+from rayjobs.configs import CONF_DIR, MODEL_JOBS
 
 GROUPS = {
     group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
@@ -33,7 +33,7 @@ def operator_io(cfg) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(operator.inputs), tuple(operator.outputs)
 
 
-@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("job", MODEL_JOBS)
 @pytest.mark.parametrize("group", sorted(GROUPS))
 def test_every_option_of_every_group_composes(job, group):
     for option in GROUPS[group]:
@@ -44,7 +44,7 @@ def test_every_option_of_every_group_composes(job, group):
 
 @pytest.mark.parametrize("model", GROUPS["model"])
 def test_every_model_binds_to_its_operator_signature(model):
-    for job in JOBS:
+    for job in MODEL_JOBS:
         cfg = rayjobs.compose(job, [f"model={model}", *REQUIRED])
         node = OmegaConf.to_container(cfg.model, resolve=True)
         inputs, outputs = JOB_IO[job]
@@ -146,3 +146,16 @@ def test_every_config_file_opens_with_the_command_that_runs_it():
         assert first.startswith("# "), path
         if path.stem != "job_defaults":
             assert "python -m rayjobs." in first or "ray job submit" in first, path
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("build_index", ["input.path=/data/emb", "index.kind=hnsw"]),
+        ("search", ["index.path=/data/index", "query=a red shoe", "+filter.lang=en"]),
+        ("serve_index", ["index.path=/data/index", "http.port=8123"]),
+    ],
+)
+def test_index_and_search_configs_compose(name, overrides):
+    cfg = rayjobs.compose(name, overrides)
+    assert cfg.job.name == name and OmegaConf.select(cfg, overrides[0].split("=")[0]).startswith("/data")
