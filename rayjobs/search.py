@@ -76,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     import rayjobs
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(args):
+        print(__doc__)
+        sys.exit(0)
     try:
         results = run(rayjobs.compose("search", args))
     except ConfigError as error:

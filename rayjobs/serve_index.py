@@ -223,6 +223,9 @@ def main() -> None:
     import rayjobs
     from rayjobs.cli import setup_logging
 
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        sys.exit(0)
     setup_logging()
     try:
         cfg = rayjobs.compose("serve_index", sys.argv[1:])

@@ -104,3 +104,11 @@ def test_help_and_cfg_print_without_running(tmp_path):
     assert done.returncode == 0 and "usage: python -m rayjobs.embed_texts" in done.stdout
     done, _ = run("--cfg", "input.path=x", f"output.path={tmp_path}", "model.batch_size=7")
     assert done.returncode == 0 and "batch_size: 7" in done.stdout and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("module", ["search", "serve_index", "build_index"])
+def test_index_tools_print_their_usage(module):
+    done = subprocess.run(
+        [sys.executable, "-m", f"rayjobs.{module}", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and f"rayjobs.{module}" in done.stdout
