@@ -50,6 +50,10 @@ class LiveProbe:
     def size(self) -> int:
         return self.sizes[max(self.step, 0)]
 
+    def stop(self) -> None:
+        """Settle on the best size so far: blocks are smaller than the next size to try."""
+        self.done = True
+
     def record(self, batch: dict[str, Any], seconds: float) -> None:
         size = len(next(iter(batch.values())))
         if self.step < 0 or size < self.size():  # the warm-up, or a block's short tail

@@ -96,6 +96,9 @@ class ModelStage:
         start = 0
         while start < total:
             probing = self.live is not None and not self.live.done
+            if probing and start == 0 and self.live.step >= 0 and self.live.size() > total:
+                self._record(None, 0.0)  # whole blocks are smaller than the next size: settle
+                probing = False
             wanted = self.live.size() if probing else self.batch_size
             size = min(wanted or total, total - start)
             chunk = {name: values[start : start + size] for name, values in batch.items()}
@@ -118,8 +121,11 @@ class ModelStage:
             return parts[0][0], failures
         return self._merge(parts), failures
 
-    def _record(self, chunk: dict[str, Any], seconds: float) -> None:
-        self.live.record(chunk, seconds)
+    def _record(self, chunk: dict[str, Any] | None, seconds: float) -> None:
+        if chunk is None:
+            self.live.stop()
+        else:
+            self.live.record(chunk, seconds)
         if self.live.done:
             self.probe = self.live.result
             self.batch_size = self.probe.size

@@ -162,3 +162,11 @@ def test_auto_batch_size_probes_once_then_cuts_blocks_into_batches_of_it():
         good = [i for i in range(40) if i != 5]
         np.testing.assert_array_equal(arrow_to_tensor(out["embedding"])[good], expected(pixels[good]))
         assert set(out["_model_batch_size"].to_pylist()) == {chosen}
+
+
+def test_auto_batch_size_settles_when_blocks_are_smaller_than_the_next_size_to_try():
+    model = ModelStage("tests.test_model_stage.PixelSums", {}, batch_size="auto", max_batch_size=64)
+    for _ in range(4):  # 20-row blocks: 8 (warm-up), 8 (timed), then 16 would leave a tail...
+        out = model(images_table(np.ones((20, 3, 2, 2), dtype=np.uint8)))
+    assert model.probe is not None and model.batch_size in (8, 16)  # ... and 32 never fits a block
+    assert set(out["_model_batch_size"].to_pylist()) == {model.batch_size}
