@@ -1,4 +1,4 @@
-"""`model.batch_size=auto`: each model actor picks its own batch size once, on copies of real rows.
+"""`model.batch_size=auto`: each model actor picks its own batch size once.
 
 On a GPU it is the largest power of two up to `model.max_batch_size` that runs without running
 out of memory, tried on copies of the block's largest row (worst case): `probe_batch_size`.
@@ -87,27 +87,27 @@ def probe_batch_size(
     run: Callable[[dict[str, Any]], Any],
     batch: dict[str, Any],
     *,
-    gpu: bool,
     limit: int,
     budget_s: float = 30.0,
     release: Callable[[], None] = lambda: None,
 ) -> ProbeResult:
-    """Times `run` on batches of 8, 16, ... `limit` rows copied from `batch` (results discarded).
+    """GPU: the largest of 8, 16, ... `limit` rows that `run` takes without running out of
+    memory, on copies of the batch's largest row (results discarded).
 
     Rows the operator refuses are left out of the copies. `release` frees cached accelerator
     memory after an out-of-memory error.
     """
     sizes = _sizes(limit)
-    result = ProbeResult(size=sizes[0], device="gpu" if gpu else "cpu")
-    candidates = _by_size(batch) if gpu else _typical_row(batch)
+    result = ProbeResult(size=sizes[0], device="gpu")
+    candidates = _by_size(batch)
     rows = candidates[:1]
     try:
-        run(_take(batch, rows, sizes[0]))  # warm-up: kernels, allocator, thread pools
+        run(_take(batch, rows, sizes[0]))  # warm-up: kernels, allocator
     except Exception as error:
         if is_out_of_memory(error):
             release()
             return ProbeResult(size=1, device=result.device, out_of_memory_at=sizes[0])
-        # A row the operator refuses (it will land in errors/): probe on rows that run.
+        # A row the operator refuses (it will land in errors/): probe on one that runs.
         good = [row for row in candidates if _runs(run, _take(batch, np.array([row]), 1))]
         if not good:
             result.note = f"no sampled row ran ({type(error).__name__})"
@@ -115,9 +115,9 @@ def probe_batch_size(
         rows = np.array(good[:1])
     spent = 0.0
     for size in sizes:
-        sample = _take(batch, rows, size)
+        started = time.perf_counter()
         try:
-            seconds = _best_time(run, sample, repeats=1 if gpu else 2)
+            run(_take(batch, rows, size))
         except Exception as error:
             if is_out_of_memory(error):
                 release()
@@ -125,31 +125,13 @@ def probe_batch_size(
             else:
                 result.note = f"stopped at {size}: {type(error).__name__}"
             break
+        seconds = time.perf_counter() - started
         spent += seconds
         result.rows_per_s[size] = size / max(seconds, 1e-9)
-        if gpu:
-            result.size = size  # the largest that fits
-        else:
-            rates = result.rows_per_s
-            top = max(rates.values())
-            # The smallest size near the top rate: less latency and memory for the same speed.
-            result.size = min(s for s, rate in rates.items() if rate * FLAT >= top)
-            smaller = [rate for s, rate in rates.items() if s < size]
-            if smaller and rates[size] < FLAT * max(smaller):
-                break  # doubling no longer pays
+        result.size = size  # the largest that fits so far
         if spent > budget_s:
             break
     return result
-
-
-def _best_time(run: Callable[[dict[str, Any]], Any], sample: dict[str, Any], repeats: int) -> float:
-    """The fastest of `repeats` calls: a shared machine only ever makes a call slower."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run(sample)
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def _sizes(limit: int) -> list[int]:
@@ -180,16 +162,6 @@ def _runs(run: Callable[[dict[str, Any]], Any], batch: dict[str, Any]) -> bool:
         return True
     except Exception:
         return False
-
-
-def _typical_row(batch: dict[str, Any]) -> np.ndarray:
-    """The row of median size, to repeat: no padding, and the same cost per row at every size."""
-    values = batch[next(iter(batch))]
-    if isinstance(values, np.ndarray) and values.dtype != object:
-        return np.arange(min(len(values), 16))  # fixed-shape tensors: every row costs the same
-    sizes = np.array([_length(v) for v in values])
-    order = np.argsort(sizes, kind="stable")
-    return order[len(order) // 2 :][:16]  # the median first, then longer ones in case it fails
 
 
 def _take(batch: dict[str, Any], rows: np.ndarray, size: int) -> dict[str, Any]:

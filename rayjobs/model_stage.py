@@ -83,7 +83,7 @@ class ModelStage:
             self.live = LiveProbe(self.max_batch_size)  # CPU: timed on the real batches that follow
             return
         self.probe = probe_batch_size(
-            self.operator, batch, gpu=True, limit=self.max_batch_size, release=_release_memory
+            self.operator, batch, limit=self.max_batch_size, release=_release_memory
         )
         self.batch_size = self.probe.size
         log.warning("%s", self.probe.describe())  # warning: Ray forwards it to the driver's console
