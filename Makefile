@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run embed_images
 	$(PY) -m benchmarks.run generate_text
 	$(PY) -m benchmarks.run caption_images
+	$(PY) -m benchmarks.index_build
 	$(PY) -m benchmarks.search_load
 
 clean:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
+
+from operators.arrow_tensors import tensor_to_arrow
 
 VOCABULARY = (
     "the of and to in is was for on that with as by at from his her an be this which or had are not but "
@@ -78,3 +81,30 @@ def write_images(folder: Path, count: int, seed: int = 0) -> tuple[Path, Path]:
     table = pa.table({"id": np.arange(count), "image": pa.array(blobs, pa.binary())})
     pq.write_table(table, folder / "images.parquet", row_group_size=256)
     return files, folder / "images.parquet"
+
+
+def clustered(rows: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
+    """Vectors around random centres: the structure real embeddings have (and IVF relies on)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    members = rng.integers(0, clusters, rows)
+    return (centres[members] + 0.35 * rng.normal(size=(rows, dim))).astype(np.float32)
+
+
+def write_embeddings(folder, vectors: np.ndarray, files: int = 2, record: dict | None = None) -> None:
+    """What an embedding job leaves: data/part-*.parquet (id, embedding, metadata) and _run.json."""
+    (folder / "data").mkdir(parents=True)
+    for part, rows in enumerate(np.array_split(np.arange(len(vectors)), files)):
+        pq.write_table(
+            pa.table(
+                {
+                    "id": [f"item-{i}" for i in rows],
+                    "embedding": tensor_to_arrow(vectors[rows]),
+                    "lang": ["en" if i % 3 else "fr" for i in rows],
+                    "blob": pa.array([b"x"] * len(rows), pa.binary()),
+                }
+            ),
+            folder / "data" / f"part-{part:06d}.parquet",
+            row_group_size=1000,
+        )
+    (folder / "_run.json").write_text(json.dumps(record or {"config": {"job": {"name": "embed_texts"}}}))

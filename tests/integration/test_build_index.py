@@ -3,43 +3,14 @@
 import json
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import rayjobs
-from operators.arrow_tensors import tensor_to_arrow
+from benchmarks.synthetic import clustered, write_embeddings
 from rayjobs.config_error import ConfigError
 from rayjobs.search_index import SearchIndex
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-
-
-def clustered(rows: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
-    """Vectors around random centres: the structure real embeddings have (and IVF relies on)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
-    members = rng.integers(0, clusters, rows)
-    return (centres[members] + 0.35 * rng.normal(size=(rows, dim))).astype(np.float32)
-
-
-def write_embeddings(folder, vectors: np.ndarray, files: int = 2, record: dict | None = None) -> None:
-    """What an embedding job leaves: data/part-*.parquet (id, embedding, metadata) and _run.json."""
-    (folder / "data").mkdir(parents=True)
-    for part, rows in enumerate(np.array_split(np.arange(len(vectors)), files)):
-        pq.write_table(
-            pa.table(
-                {
-                    "id": [f"item-{i}" for i in rows],
-                    "embedding": tensor_to_arrow(vectors[rows]),
-                    "lang": ["en" if i % 3 else "fr" for i in rows],
-                    "blob": pa.array([b"x"] * len(rows), pa.binary()),
-                }
-            ),
-            folder / "data" / f"part-{part:06d}.parquet",
-            row_group_size=1000,
-        )
-    (folder / "_run.json").write_text(json.dumps(record or {"config": {"job": {"name": "embed_texts"}}}))
 
 
 def build(source, index, *extra):
