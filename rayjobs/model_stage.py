@@ -97,7 +97,8 @@ class ModelStage:
         while start < total:
             probing = self.live is not None and not self.live.done
             if probing and start == 0 and self.live.step >= 0 and self.live.size() > total:
-                self._record(None, 0.0)  # whole blocks are smaller than the next size: settle
+                self.live.stop()  # whole blocks are smaller than the next size to try
+                self._settle()
                 probing = False
             wanted = self.live.size() if probing else self.batch_size
             size = min(wanted or total, total - start)
@@ -113,7 +114,8 @@ class ModelStage:
                 )
                 continue
             if probing and not any(chunk_failures):  # a row-by-row retry would skew the timing
-                self._record(chunk, time.perf_counter() - started)
+                self.live.record(chunk, time.perf_counter() - started)
+                self._settle()
             parts.append((results, size))
             failures.extend(chunk_failures)
             start += size
@@ -121,11 +123,8 @@ class ModelStage:
             return parts[0][0], failures
         return self._merge(parts), failures
 
-    def _record(self, chunk: dict[str, Any] | None, seconds: float) -> None:
-        if chunk is None:
-            self.live.stop()
-        else:
-            self.live.record(chunk, seconds)
+    def _settle(self) -> None:
+        """Once the live probe is done, run at its size from now on."""
         if self.live.done:
             self.probe = self.live.result
             self.batch_size = self.probe.size

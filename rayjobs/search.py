@@ -51,25 +51,24 @@ def search(
 def run(cfg: DictConfig) -> pd.DataFrame:
     if cfg.query is None and cfg.image is None:
         raise ConfigError("query", 'give query="some text" or image=path/to/file.jpg')
-    if cfg.image is not None and not _readable(str(cfg.image)):
-        raise ConfigError("image", f"cannot read {cfg.image!r}")
+    image = _read_image(str(cfg.image)) if cfg.image is not None else None
     filters = OmegaConf.to_container(cfg.filter, resolve=True) or {}
     try:
         index = SearchIndex(str(cfg.index.path), cfg.index.get("storage_options"))
     except FileNotFoundError:
         raise ConfigError("index.path", f"{cfg.index.path!r} does not exist") from None
-    if cfg.image is not None:
-        with open(str(cfg.image), "rb") as handle:
-            return index.search_image(handle.read(), int(cfg.k), filters)
+    if image is not None:
+        return index.search_image(image, int(cfg.k), filters)
     return index.search_text(str(cfg.query), int(cfg.k), filters)
 
 
-def _readable(path: str) -> bool:
+def _read_image(path: str) -> bytes:
+    """The query image's bytes, read once; a missing file is a config error (before any loading)."""
     try:
-        with open(path, "rb"):
-            return True
+        with open(path, "rb") as handle:
+            return handle.read()
     except OSError:
-        return False
+        raise ConfigError("image", f"cannot read {path!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
