@@ -1,8 +1,23 @@
-"""Model operators (run inside Ray actors) and the CPU stages that feed them."""
+"""Model operators (run inside Ray actors) and the CPU stages that feed them.
 
-from operators.image_captioner import ImageCaptioner
-from operators.image_embedder import ImageEmbedder
-from operators.text_embedder import TextEmbedder
-from operators.text_generator import TextGenerator
+The operators are imported on first use: CPU tasks (tokenize, decode) import this package
+too, and must not pay for torch and transformers (seconds per worker on a small machine).
+"""
 
-__all__ = ["ImageCaptioner", "ImageEmbedder", "TextEmbedder", "TextGenerator"]
+from importlib import import_module
+from typing import Any
+
+_OPERATORS = {
+    "ImageCaptioner": "operators.image_captioner",
+    "ImageEmbedder": "operators.image_embedder",
+    "TextEmbedder": "operators.text_embedder",
+    "TextGenerator": "operators.text_generator",
+}
+
+__all__ = sorted(_OPERATORS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _OPERATORS:
+        return getattr(import_module(_OPERATORS[name]), name)
+    raise AttributeError(f"module 'operators' has no attribute {name!r}")

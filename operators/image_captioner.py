@@ -7,14 +7,16 @@ checkpoint's own image processor; rescaling and normalisation happen here, on th
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 
 from operators.model_files import local_model_dir
 from operators.pixel_normalizer import PixelNormalizer
-from operators.torch_device import pick_device, pick_dtype
+from operators.torch_device import inference_mode, pick_device, pick_dtype
+
+if TYPE_CHECKING:
+    import torch
 
 
 def load_captioning_model(folder: str, dtype: torch.dtype, trust_remote_code: bool):
@@ -79,7 +81,7 @@ class ImageCaptioner:
             decoder_start_token_id=self.model.generation_config.decoder_start_token_id,
         )
 
-    @torch.inference_mode()
+    @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pixels = self.pixels(batch["pixel_values"])
         prompts = batch.get("prompt")
@@ -94,6 +96,8 @@ class ImageCaptioner:
         return {"caption": captions, "generated_tokens": counts}
 
     def _generate(self, pixels: torch.Tensor, prompt: str | None) -> tuple[list[str], list[int]]:
+        import torch
+
         kwargs = {"pixel_values": pixels}
         echo: list[int] = []
         if prompt:  # tokenized as the checkpoint's own processor does (special tokens included)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from operators.model_files import local_model_dir
 from operators.pixel_normalizer import PixelNormalizer
-from operators.torch_device import pick_device, pick_dtype
+from operators.torch_device import inference_mode, pick_device, pick_dtype
 
 
 class ImageEmbedder:
@@ -45,8 +44,10 @@ class ImageEmbedder:
         self.normalize = normalize
         self.pixels = PixelNormalizer(folder, self.device, self.dtype)
 
-    @torch.inference_mode()
+    @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
         out = self.model.get_image_features(pixel_values=self.pixels(batch["pixel_values"]))
         vectors = (out if isinstance(out, torch.Tensor) else out.pooler_output).float()
         if self.normalize:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class PixelNormalizer:
     """(x * rescale - mean) / std with the checkpoint's own image-processor constants."""
 
     def __init__(self, folder: str, device: torch.device, dtype: torch.dtype) -> None:
+        import torch
         from transformers import AutoImageProcessor
 
         processor = AutoImageProcessor.from_pretrained(folder)
@@ -24,6 +29,8 @@ class PixelNormalizer:
 
     def __call__(self, pixels: np.ndarray) -> torch.Tensor:
         """N x 3 x H x W uint8 -> normalised tensor of the model's dtype on its device."""
+        import torch
+
         tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
         if self.device.type == "cuda":
             tensor = tensor.pin_memory().to(self.device, non_blocking=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 
 from operators.model_files import local_model_dir
 from operators.sentence_config import POOLING_MODES, read_sentence_config
-from operators.torch_device import pick_device, pick_dtype
+from operators.torch_device import inference_mode, pick_device, pick_dtype
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TextEmbedder:
@@ -52,8 +54,10 @@ class TextEmbedder:
         config = getattr(model.config, "text_config", model.config)
         self.pad_id = int(getattr(config, "pad_token_id", None) or 0)
 
-    @torch.inference_mode()
+    @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
         input_ids, mask = self._pad(batch["input_ids"])
         if self.projected:
             out = self.model.get_text_features(input_ids=input_ids, attention_mask=mask)
@@ -77,6 +81,8 @@ class TextEmbedder:
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     """One vector per sequence from token states, ignoring padding."""
+    import torch
+
     if mode == "cls":
         return hidden[:, 0]
     if mode == "lasttoken":
@@ -90,4 +96,6 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     # Token ids are a few hundred KB a batch: pinning them would cost more than it saves.
+    import torch
+
     return torch.from_numpy(array).to(device)

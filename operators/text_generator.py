@@ -13,10 +13,9 @@ import math
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from operators.model_files import local_model_dir
-from operators.torch_device import pick_device, pick_dtype
+from operators.torch_device import inference_mode, pick_device, pick_dtype
 
 KINDS = {"max_new_tokens": int, "temperature": float, "top_p": float, "n": int, "seed": int}
 ENGINES = ("static", "continuous")
@@ -78,7 +77,7 @@ class TextGenerator:
             "seed": seed,
         }
 
-    @torch.inference_mode()
+    @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = batch["input_ids"]
         size = len(rows)
@@ -109,6 +108,7 @@ class TextGenerator:
         return tuple(values)
 
     def _generate(self, rows: list[np.ndarray], setting: dict) -> tuple[list, list, list]:
+        import torch
         from transformers import GenerationConfig
 
         if self.engine == "continuous":
@@ -139,6 +139,7 @@ class TextGenerator:
 
     def _generate_continuous(self, rows: list[np.ndarray], setting: dict) -> list[list[int]]:
         """n requests per row through the paged-cache scheduler; sequences back in input order."""
+        import torch
         from transformers import GenerationConfig
 
         sample = setting["temperature"] > 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -15,18 +17,67 @@ from operators.sentence_config import read_sentence_config
 STAGE = "tokenize"
 
 
+# Tokenizer classes whose tokenizer.json alone reproduces transformers' ids (special tokens come
+# from its post-processor); others (e.g. add_eos_token switches) go through transformers.
+PLAIN_TOKENIZERS = {
+    f"{name}Tokenizer{fast}"
+    for name in ("Bert", "DistilBert", "MPNet", "Roberta", "XLMRoberta", "Electra", "CLIP")
+    for fast in ("", "Fast")
+} | {"PreTrainedTokenizerFast", "TokenizersBackend"}  # transformers' generic tokenizer.json wrappers
+
+
+class FastTokenizer:
+    """A checkpoint's tokenizer.json run by the `tokenizers` library: the ids transformers gives,
+    without importing transformers (3 s of CPU per worker on a small machine)."""
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self._whole = Tokenizer.from_file(str(path))
+        self._whole.no_padding()
+        self._whole.no_truncation()
+        self._cut = Tokenizer.from_file(str(path))
+        self._cut.no_padding()
+
+    def __call__(
+        self, texts: list[str], truncation: bool = False, max_length: int | None = None
+    ) -> dict[str, list[list[int]]]:
+        tokenizer = self._whole
+        if truncation and max_length:
+            self._cut.enable_truncation(max_length)
+            tokenizer = self._cut
+        return {"input_ids": [encoding.ids for encoding in tokenizer.encode_batch(texts)]}
+
+
 @lru_cache(maxsize=4)
 def load_tokenizer(model_path: str, revision: str | None = None):
     """The checkpoint's tokenizer and its length limit, loaded once per worker process."""
-    from transformers import AutoTokenizer
+    folder = Path(local_model_dir(model_path, revision))
+    config = _read_json(folder / "tokenizer_config.json")
+    tokenizer = plain_tokenizer(folder, config)
+    if tokenizer is None:
+        from transformers import AutoTokenizer
 
-    folder = local_model_dir(model_path, revision)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    settings = read_sentence_config(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    settings = read_sentence_config(str(folder))
     limit = settings.max_seq_length
-    if limit is None and tokenizer.model_max_length and tokenizer.model_max_length < 1_000_000:
-        limit = int(tokenizer.model_max_length)
+    model_max = config.get("model_max_length") or getattr(tokenizer, "model_max_length", None)
+    if limit is None and model_max and model_max < 1_000_000:
+        limit = int(model_max)
     return tokenizer, limit or 512, settings.lowercase
+
+
+def plain_tokenizer(folder: Path, config: dict) -> FastTokenizer | None:
+    """The `tokenizers`-only path when the checkpoint's tokenizer class allows it, else None."""
+    if not (folder / "tokenizer.json").is_file() or config.get("tokenizer_class") not in PLAIN_TOKENIZERS:
+        return None
+    if config.get("add_bos_token") or config.get("add_eos_token"):
+        return None
+    return FastTokenizer(folder / "tokenizer.json")
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def tokenize_texts(

@@ -3,8 +3,10 @@
 On a GPU it is the largest power of two up to `model.max_batch_size` that runs without running
 out of memory, tried on copies of the block's largest row (worst case): `probe_batch_size`.
 On a CPU it is the fastest, found while doing real work (`LiveProbe`): the first batches run at
-8, 16, 32, ... rows and are timed, and their results are kept. Rows arrive length-sorted, so
-speed is compared per padded element (rows x longest row), not per row.
+8, 16, 32, ... rows and are timed, and their results are kept. Speed is compared per padded
+element (rows x longest row), not per row; since text blocks arrive length-sorted, the actor
+takes the probe's batches from the middle of its first block, where lengths barely change (from
+the short end, every larger size would also get longer rows and look faster than it is).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import numpy as np
 
 SMALLEST = 8
 FLAT = 1.03  # a doubling that gains less than 3% rows/s is not worth its latency and memory
+MIN_SECONDS = 0.25  # per size and comparison on a CPU: a 10 ms batch timed once is mostly noise
+MIN_REPEATS = 2
+LONG_BATCH_S = 1.0  # a size whose batches took this long in all is measured, however few they were
+MAX_REPEATS = 8  # ... and one run this many times is so fast that its batch size hardly matters
 
 
 @dataclass
@@ -38,17 +44,32 @@ class ProbeResult:
 
 
 class LiveProbe:
-    """The CPU batch size, chosen on the job's own batches: call size(), run, then record()."""
+    """The CPU batch size, chosen on the job's own batches: call size(), run, then record().
+
+    Each doubling is an A/B test: batches of n and 2n rows alternate until both are timed over
+    `MIN_SECONDS`, so a slow patch of the machine (other processes starting, a noisy neighbour)
+    hits both sizes instead of deciding the race. 2n wins if it is `FLAT` faster; then 2n
+    meets 4n, and so on.
+    """
 
     def __init__(self, limit: int) -> None:
         self.sizes = _sizes(limit)
-        self.step = -1  # -1: the first batch warms up thread pools and kernels, and is not timed
-        self.rates: dict[int, float] = {}  # padded elements/s: what the decision compares
+        self.warm = False  # the first batch warms up thread pools and kernels, and is not timed
+        self.pair = 0  # comparing sizes[pair] with sizes[pair + 1]
         self.result = ProbeResult(size=self.sizes[0], device="cpu")
-        self.done = False
+        self.done = len(self.sizes) == 1
+        self._timed: dict[int, list[float]] = {}  # size -> [elements, seconds, batches], this pair
 
     def size(self) -> int:
-        return self.sizes[max(self.step, 0)]
+        if self.done or not self.warm:
+            return self.result.size
+        small, large = self.sizes[self.pair], self.sizes[self.pair + 1]
+        # Alternate, favouring whichever of the two still has less time behind it.
+        return small if self._seconds(small) <= self._seconds(large) else large
+
+    def contender(self) -> int:
+        """The larger size of the race under way."""
+        return self.sizes[min(self.pair + 1, len(self.sizes) - 1)]
 
     def stop(self) -> None:
         """Settle on the best size so far: blocks are smaller than the next size to try."""
@@ -56,18 +77,40 @@ class LiveProbe:
 
     def record(self, batch: dict[str, Any], seconds: float) -> None:
         size = len(next(iter(batch.values())))
-        if self.step < 0 or size < self.size():  # the warm-up, or a block's short tail
-            self.step = max(self.step, 0)
+        if not self.warm:
+            self.warm = True
             return
-        self.rates[size] = _work(batch) / max(seconds, 1e-9)
-        self.result.rows_per_s[size] = size / max(seconds, 1e-9)
-        top = max(self.rates.values())
-        # The smallest size near the top rate: less latency and memory for the same speed.
-        self.result.size = min(s for s, rate in self.rates.items() if rate * FLAT >= top)
-        smaller = [rate for s, rate in self.rates.items() if s < size]
-        self.step += 1
-        if (smaller and self.rates[size] < FLAT * max(smaller)) or self.step >= len(self.sizes):
+        if self.done or size not in self.sizes[self.pair : self.pair + 2]:
+            return  # a block's short tail
+        timed = self._timed.setdefault(size, [0.0, 0.0, 0])
+        timed[0] += _work(batch)
+        timed[1] += seconds
+        timed[2] += 1
+        small, large = self.sizes[self.pair], self.sizes[self.pair + 1]
+        if not (self._measured(small) and self._measured(large)):
+            return
+        rates = {n: self._timed[n][0] / max(self._timed[n][1], 1e-9) for n in (small, large)}
+        for n in (small, large):
+            self.result.rows_per_s[n] = n * self._timed[n][2] / max(self._timed[n][1], 1e-9)
+        self._timed = {}
+        if rates[large] < FLAT * rates[small]:
+            self.result.size = small
             self.done = True
+            return
+        self.result.size = large
+        self.pair += 1
+        self.done = self.pair + 1 >= len(self.sizes)
+
+    def _seconds(self, size: int) -> float:
+        return self._timed.get(size, [0.0, 0.0, 0])[1]
+
+    def _measured(self, size: int) -> bool:
+        _, seconds, batches = self._timed.get(size, [0.0, 0.0, 0])
+        return (
+            (seconds >= MIN_SECONDS and batches >= MIN_REPEATS)
+            or seconds >= LONG_BATCH_S
+            or batches >= MAX_REPEATS
+        )
 
 
 def _work(batch: dict[str, Any]) -> int:

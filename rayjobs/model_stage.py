@@ -17,7 +17,7 @@ from hydra.utils import get_class
 
 from operators.arrow_tensors import arrow_to_lists, arrow_to_tensor, tensor_to_arrow
 from operators.row_errors import add_error_columns, describe, good_rows, mark_errors
-from rayjobs.batch_probe import LiveProbe, ProbeResult, is_out_of_memory, probe_batch_size
+from rayjobs.batch_probe import SMALLEST, LiveProbe, ProbeResult, is_out_of_memory, probe_batch_size
 
 STAGE = "model"
 BATCH_SIZE = "_model_batch_size"  # the batch size the actor ran at, for the run record
@@ -91,12 +91,17 @@ class ModelStage:
     def _run_chunks(self, batch: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str | None]]:
         """Operator calls of at most `batch_size` rows; out of memory halves the size and retries."""
         total = len(next(iter(batch.values())))
+        order = None
+        if self.live is not None and not self.live.done and total >= 4 * SMALLEST:
+            # Probe on the middle of the block: sorted lengths barely change there (see batch_probe).
+            order = np.roll(np.arange(total), -(total // 2))
+            batch = {name: _rows(values, order) for name, values in batch.items()}
         parts: list[tuple[dict[str, np.ndarray], int]] = []
         failures: list[str | None] = []
         start = 0
         while start < total:
             probing = self.live is not None and not self.live.done
-            if probing and start == 0 and self.live.step >= 0 and self.live.size() > total:
+            if probing and start == 0 and self.live.warm and self.live.contender() > total:
                 self.live.stop()  # whole blocks are smaller than the next size to try
                 self._settle()
                 probing = False
@@ -119,9 +124,11 @@ class ModelStage:
             parts.append((results, size))
             failures.extend(chunk_failures)
             start += size
-        if len(parts) == 1:
-            return parts[0][0], failures
-        return self._merge(parts), failures
+        merged = parts[0][0] if len(parts) == 1 else self._merge(parts)
+        if order is None:
+            return merged, failures
+        back = np.argsort(order)
+        return {name: _rows(values, back) for name, values in merged.items()}, [failures[i] for i in back]
 
     def _settle(self) -> None:
         """Once the live probe is done, run at its size from now on."""

@@ -1,5 +1,7 @@
 """Every config composes, every `_target_` binds to its operator, and bad values name their key."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,19 @@ def test_every_config_file_opens_with_the_command_that_runs_it():
 def test_index_and_search_configs_compose(name, overrides):
     cfg = rayjobs.compose(name, overrides)
     assert cfg.job.name == name and OmegaConf.select(cfg, overrides[0].split("=")[0]).startswith("/data")
+
+
+def test_checking_every_model_preset_leaves_torch_and_transformers_unimported(minilm_path):
+    """The driver checks operators before Ray starts; torch there would cost every job seconds."""
+    script = (
+        "import sys, rayjobs\n"
+        "from omegaconf import OmegaConf\n"
+        "from rayjobs.check_config import check_operator\n"
+        f"for job, (inputs, outputs) in {JOB_IO!r}.items():\n"
+        "    cfg = rayjobs.compose(job, ['input.path=/data/in', 'output.path=/data/out'])\n"
+        f"    cfg.model.path = {minilm_path!r}\n"
+        "    check_operator(OmegaConf.to_container(cfg.model), inputs, job, outputs)\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr[-2000:]

@@ -33,6 +33,17 @@ class TokenCounts:
         return {"embedding": np.array([[len(row)] for row in batch["input_ids"]], dtype=np.float32)}
 
 
+class RecordsLengths(TokenCounts):
+    """TokenCounts that remembers the row lengths of every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def __call__(self, batch):
+        self.calls.append([len(row) for row in batch["input_ids"]])
+        return super().__call__(batch)
+
+
 def images_table(pixels: np.ndarray, errors=None) -> pa.Table:
     n = len(pixels)
     errors = errors or [None] * n
@@ -152,21 +163,33 @@ def test_auto_batch_size_probes_once_then_cuts_blocks_into_batches_of_it():
     pixels = np.ones((40, 3, 2, 2), dtype=np.uint8)
     pixels[5, 0, 0, 0] = 13  # one poisoned row: only it fails, in whichever batch it lands
     model = ModelStage("tests.test_model_stage.PixelSums", {}, batch_size="auto", max_batch_size=16)
-    first = model(images_table(pixels))
+    outs = [model(images_table(pixels))]
+    while model.probe is None and len(outs) < 40:  # each size is timed over several batches
+        outs.append(model(images_table(pixels)))
     chosen = model.batch_size
     assert chosen in (8, 16) and model.probe is not None and set(model.probe.rows_per_s) <= {8, 16}
-    second = model(images_table(pixels))
+    outs.append(model(images_table(pixels)))
     assert model.batch_size == chosen  # probed once per actor
-    for out in (first, second):
+    for out in outs:
         assert out[ERROR].to_pylist()[5] == "ValueError: pixel 13 is unlucky" and out[ERROR].null_count == 39
         good = [i for i in range(40) if i != 5]
         np.testing.assert_array_equal(arrow_to_tensor(out["embedding"])[good], expected(pixels[good]))
-        assert set(out["_model_batch_size"].to_pylist()) == {chosen}
+    assert set(outs[-1]["_model_batch_size"].to_pylist()) == {chosen}
+
+
+def test_the_probe_times_the_middle_of_a_sorted_block_and_keeps_rows_in_place():
+    lengths = np.repeat(np.arange(1, 101), 4)  # 400 rows, shortest first, as tokenize_texts sorts
+    table = pa.table({"input_ids": pa.array([list(range(n)) for n in lengths], pa.list_(pa.int32()))})
+    model = ModelStage("tests.test_model_stage.RecordsLengths", {}, batch_size="auto", max_batch_size=32)
+    out = model(table)
+    first_timed = model.operator.calls[1]  # the call after the untimed warm-up
+    assert 40 <= min(first_timed) and max(first_timed) <= 60  # from the middle, not the short end
+    np.testing.assert_array_equal(arrow_to_tensor(out["embedding"])[:, 0], lengths)
 
 
 def test_auto_batch_size_settles_when_blocks_are_smaller_than_the_next_size_to_try():
     model = ModelStage("tests.test_model_stage.PixelSums", {}, batch_size="auto", max_batch_size=64)
-    for _ in range(4):  # 20-row blocks: 8 (warm-up), 8 (timed), then 16 would leave a tail...
+    for _ in range(30):  # 20-row blocks: 8s, then 16s (each size timed over several blocks)...
         out = model(images_table(np.ones((20, 3, 2, 2), dtype=np.uint8)))
     assert model.probe is not None and model.batch_size in (8, 16)  # ... and 32 never fits a block
     assert set(out["_model_batch_size"].to_pylist()) == {model.batch_size}

@@ -1,8 +1,12 @@
+import json
+import shutil
+
 import pyarrow as pa
+import pytest
 
 from operators.arrow_tensors import arrow_to_lists
 from operators.row_errors import ERROR, ERROR_STAGE
-from operators.tokenize_texts import tokenize_texts
+from operators.tokenize_texts import FastTokenizer, load_tokenizer, tokenize_texts
 
 
 def test_tokenizes_flags_truncation_and_records_bad_texts(tiny_bert_st):
@@ -46,3 +50,38 @@ def test_keeps_text_when_asked_and_keeps_earlier_errors(tiny_bert):
     by_text = {row["text"]: row for row in table.to_pylist()}
     assert by_text["a car"][ERROR] == "read failed" and by_text["a car"][ERROR_STAGE] == "read"
     assert by_text["a dog"][ERROR] is None
+
+
+TEXTS = [
+    "a red car",
+    "Crème brûlée à l'ÉCOLE",
+    "日本語のテキスト and emoji 🎉",
+    "the cat " * 200,
+    "  spaces\tand\nnewlines  ",
+    "don't stop—ever!",
+]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert_st", "tiny_clip", "tiny_siglip", "minilm_path"])
+def test_tokenizer_json_alone_gives_the_ids_transformers_gives(fixture, request):
+    from transformers import AutoTokenizer
+
+    path = request.getfixturevalue(fixture)
+    tokenizer, limit, _ = load_tokenizer(path)
+    reference = AutoTokenizer.from_pretrained(path)
+    assert isinstance(tokenizer, FastTokenizer)  # no transformers import in the tokenize tasks
+    cut = tokenizer(TEXTS, truncation=True, max_length=limit)["input_ids"]
+    assert cut == reference(TEXTS, truncation=True, max_length=limit)["input_ids"]
+    assert max(map(len, cut)) == limit
+    assert tokenizer(TEXTS)["input_ids"] == reference(TEXTS)["input_ids"]
+
+
+def test_tokenizers_with_extra_switches_go_through_transformers(tiny_bert, tmp_path):
+    folder = tmp_path / "bert"
+    shutil.copytree(tiny_bert, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "add_eos_token": True}))
+    tokenizer, _, _ = load_tokenizer(str(folder))
+    assert not isinstance(tokenizer, FastTokenizer)
+    table = tokenize_texts(pa.table({"text": ["a red car"]}), model_path=str(folder), text_column="text")
+    assert arrow_to_lists(table["input_ids"])[0].tolist() == tokenizer(["a red car"])["input_ids"][0]
