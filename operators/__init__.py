@@ -8,6 +8,7 @@ from importlib import import_module
 from typing import Any
 
 _OPERATORS = {
+    "ChatCaptioner": "operators.chat_captioner",
     "ImageCaptioner": "operators.image_captioner",
     "ImageEmbedder": "operators.image_embedder",
     "TextEmbedder": "operators.text_embedder",

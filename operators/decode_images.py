@@ -156,3 +156,43 @@ def _output_shape(processor) -> tuple[int, int, int]:
         shape = tuple(_pixel_values(processor, [Image.new("RGB", (64, 48))]).shape[1:])
         processor._rayjobs_shape = shape
     return shape
+
+
+def decode_rgb(
+    table: pa.Table,
+    *,
+    image_column: str,
+    max_side: int = 1536,
+    max_pixels: int = 178_956_970,
+    keep_image: bool = False,
+) -> pa.Table:
+    """Adds `image_rgb` (raw H x W x 3 uint8 bytes) and `image_shape` (H, W, 3) for models whose
+    processor works on whole images (vision-language chat models tile and resize them their own
+    way). Images are shrunk so their longer side is at most `max_side`: the object store moves
+    what the processor will use, not the camera's 24 megapixels."""
+    table = add_error_columns(table)
+    raws: list[bytes | None] = []
+    shapes = np.zeros((table.num_rows, 3), dtype=np.int32)
+    reasons: list[str | None] = []
+    for row, (value, ok) in enumerate(zip(table[image_column].to_pylist(), good_rows(table), strict=True)):
+        raw, reason = None, None
+        if ok:
+            try:
+                image = open_image(image_bytes(value), max_pixels, (max_side, max_side))
+                if max(image.size) > max_side:
+                    image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+                pixels = np.asarray(image, dtype=np.uint8)
+                raw, shapes[row] = pixels.tobytes(), pixels.shape
+            except Exception as error:  # any decoder failure is this row's, not the batch's
+                reason = describe(error)
+        raws.append(raw)
+        reasons.append(reason)
+    table = mark_errors(table, reasons, STAGE)
+    stale = [
+        c
+        for c in ("image_rgb", "image_shape", *([] if keep_image else [image_column]))
+        if c in table.column_names
+    ]
+    table = table.drop_columns(stale)
+    table = table.append_column("image_rgb", pa.array(raws, pa.large_binary()))
+    return table.append_column("image_shape", tensor_to_arrow(shapes))

@@ -2,35 +2,50 @@
 
     python -m rayjobs.caption_images input.path=photos/ output.path=out/captions
 
-read shards (Ray tasks) -> decode, orient, resize and crop with the model's image processor
-(CPU, in the read task; bad images become error rows) [-> prompt.template filled from the row's
-columns] -> ImageCaptioner (actor pool, one model
-per actor, on a GPU when the cluster has one) -> write Parquet: data/ (id, caption,
-generated_tokens, output.columns), errors/ (id, stage, reason), then the run record and _SUCCESS.
+read shards (Ray tasks) -> decode and orient (CPU, in the read task; bad images become error
+rows), then either resize and crop with the model's image processor (image-to-text models:
+BLIP, GIT, ViT + GPT-2) or only bound the size (chat VLMs such as SmolVLM / Qwen2-VL, whose own
+processor tiles the image next to the model) [-> prompt.template filled from the row's columns]
+-> ImageCaptioner / ChatCaptioner (actor pool, one model per actor, on a GPU when the cluster
+has one) -> write Parquet: data/ (id, caption, generated_tokens, output.columns), errors/
+(id, stage, reason), then the run record and _SUCCESS.
 """
 
 from __future__ import annotations
 
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from operators.decode_images import decode_images
+from operators.decode_images import decode_images, decode_rgb
 from operators.prompt_template import add_prompts, template_columns
 from rayjobs.cli import run_cli
-from rayjobs.image_inputs import decode_options, image_columns
+from rayjobs.image_inputs import decode_options, image_columns, rgb_options
 from rayjobs.job_run import RunResult, start_job
 from rayjobs.model_stage import ModelStage
 from rayjobs.read_input import read_input
 from rayjobs.write_results import write_results
 
+PIXELS = ("pixel_values",)  # fixed-size tensors, resized and cropped in the CPU stage
+WHOLE_IMAGES = ("image_rgb", "image_shape")  # decoded images for a chat VLM's own processor
+
+
+def captioner_inputs(target: str) -> tuple[str, ...]:
+    """What the CPU stage makes for this operator (anything else fails the config check)."""
+    try:
+        return WHOLE_IMAGES if tuple(get_class(target).inputs) == WHOLE_IMAGES else PIXELS
+    except Exception:  # an unimportable _target_: check_operator names it
+        return PIXELS
+
 
 def run(cfg: DictConfig) -> RunResult:
     read_columns, checked = image_columns(cfg)
+    inputs = captioner_inputs(str(cfg.model.get("_target_")))
     template = cfg.prompt.template  # a prompt per row from input columns (else model.prompt for all)
     needed = template_columns(template)
     results = ["caption", "generated_tokens", *(["prompt"] if template else [])]
     job = start_job(
         cfg,
-        inputs=("pixel_values",),
+        inputs=inputs,
         outputs=("caption", "generated_tokens"),
         columns=[*checked, *(("prompt.template", name) for name in needed)],
     )
@@ -38,7 +53,10 @@ def run(cfg: DictConfig) -> RunResult:
         return job.result
 
     rows = read_input(job.plan, job.todo, cfg.input, columns=list(dict.fromkeys([*read_columns, *needed])))
-    pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
+    if inputs == WHOLE_IMAGES:
+        pixels = rows.map_batches(decode_rgb, fn_kwargs=rgb_options(cfg), **job.task_args())
+    else:
+        pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
     if template:
         pixels = pixels.map_batches(add_prompts, fn_kwargs={"template": template}, **job.task_args())
     captioned = pixels.map_batches(ModelStage, **job.model_args())

@@ -27,3 +27,14 @@ def decode_options(cfg: DictConfig) -> dict[str, Any]:
         "keep_image": image in list(cfg.output.columns),
         "jpeg_draft": cfg.preprocess.jpeg_draft,
     }
+
+
+def rgb_options(cfg: DictConfig) -> dict[str, Any]:
+    """fn_kwargs of decode_rgb: whole images, bounded by preprocess.max_side, for chat VLMs."""
+    image = cfg.input.image_column or "image"
+    return {
+        "image_column": image,
+        "max_side": int(cfg.preprocess.max_side),
+        "max_pixels": cfg.preprocess.max_pixels,
+        "keep_image": image in list(cfg.output.columns),
+    }

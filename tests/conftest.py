@@ -72,3 +72,8 @@ def tiny_blip(models_dir) -> str:
 @pytest.fixture(scope="session")
 def tiny_gpt2(models_dir) -> str:
     return str(tiny_models.tiny_gpt2(models_dir / "gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_smolvlm(models_dir) -> str:
+    return str(tiny_models.tiny_smolvlm(models_dir / "smolvlm"))

@@ -239,3 +239,65 @@ def tiny_blip(folder: Path) -> Path:
     image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
     BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def tiny_smolvlm(folder: Path) -> Path:
+    """SmolVLM's architecture (Idefics3: SigLIP-style vision tower + Llama) at toy size, with
+    image splitting into 32 px tiles, 4 image tokens a tile, and a SmolVLM-style chat template."""
+    import torch
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
+
+    torch.manual_seed(0)
+    tokenizer = byte_level_tokenizer(folder, chat_template=False)
+    tiles = [f"<row_{r}_col_{c}>" for r in range(1, 5) for c in range(1, 5)]
+    specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", *tiles]
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    end = tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+    config = Idefics3Config(
+        text_config={
+            "model_type": "llama",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "max_position_embeddings": 512,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": end,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = Idefics3ForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = end
+    model.save_pretrained(folder)
+    chat = (
+        "{% for m in messages %}{{ m['role'] | capitalize }}:"
+        "{% if m['content'] is string %} {{ m['content'] }}{% else %}{% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}<image>{% elif c['type'] == 'text' %} {{ c['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
+        "{% if add_generation_prompt %}Assistant:{% endif %}"
+    )
+    images = Idefics3ImageProcessorPil(
+        size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True
+    )
+    Idefics3Processor(
+        image_processor=images, tokenizer=tokenizer, image_seq_len=4, chat_template=chat
+    ).save_pretrained(folder)
+    return folder

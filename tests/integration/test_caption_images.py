@@ -71,3 +71,44 @@ def test_prompt_template_over_columns_of_a_parquet_table(local_ray, tmp_path, ti
     assert data["b"]["caption"] == direct_captions(tiny_blip, [images[1]], "a blue", 5)[0]
     errors = pq.read_table(tmp_path / "out" / "errors").to_pylist()
     assert [(e["id"], e["stage"], e["reason"]) for e in errors] == [("c", "prompt", "empty prompt")]
+
+
+def test_a_chat_vlm_captions_a_folder_with_per_row_prompts(local_ray, tmp_path, tiny_smolvlm):
+    """SmolVLM's architecture through its own processor and chat template: whole images of mixed
+    sizes cross the object store, captions equal a direct generate() per image, bad files are errors."""
+    import io
+
+    from PIL import Image
+
+    from tests.operators.test_chat_captioner import direct_caption
+
+    made = write_images(tmp_path / "images", count=6)
+    cfg = rayjobs.compose(
+        "caption_images",
+        [
+            "model=smolvlm_256m",
+            f"input.path={tmp_path / 'images'}",
+            f"output.path={tmp_path / 'out'}",
+            f"model.path={tiny_smolvlm}",
+            "model.max_new_tokens=6",
+            "model.batch_size=2",
+            "prompt.template='what is in {id}?'",
+            "preprocess.max_side=48",
+            "input.shard_rows=3",
+            "runtime.progress_bars=false",
+            "job.max_error_fraction=0.4",
+        ],
+    )
+    result = rayjobs.run(cfg)
+    good = sorted(name for name, blob in made.items() if blob is not None)
+    assert (result.rows_written, result.rows_errored, result.ok) == (len(good), 2, True)
+    rows = {row["id"]: row for row in pq.read_table(tmp_path / "out" / "data").to_pylist()}
+    assert sorted(rows) == good
+    for name in good:
+        image = Image.open(io.BytesIO(made[name])).convert("RGB")
+        image.thumbnail((48, 48), Image.Resampling.BICUBIC)  # preprocess.max_side, as the job shrinks
+        assert rows[name]["prompt"] == f"what is in {name}?"
+        assert rows[name]["caption"] == direct_caption(tiny_smolvlm, image, f"what is in {name}?", 6)
+        assert 0 < rows[name]["generated_tokens"] <= 6
+    errors = pq.read_table(tmp_path / "out" / "errors")["id"].to_pylist()
+    assert sorted(errors) == ["broken.jpg", "sub/empty.png"]
