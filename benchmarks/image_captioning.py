@@ -37,3 +37,33 @@ def model_ceiling(model_path: str, rows: int, batch_size: int, max_new_tokens: i
 
 def generated_tokens(out: Path) -> int:
     return sum(pq.read_table(out / "data", columns=["generated_tokens"])["generated_tokens"].to_pylist())
+
+
+def chat_ceiling(
+    model_path: str, images: list[bytes], batch_size: int, max_new_tokens: int, device: str
+) -> dict:
+    """Chat VLMs: greedy generate() alone on batches the processor built beforehand from the
+    same images (decode, tiling and the chat template outside the timing)."""
+    import io
+
+    from PIL import Image
+
+    from operators.chat_captioner import DEFAULT_PROMPT, ChatCaptioner
+
+    captioner = ChatCaptioner(model_path, max_new_tokens=max_new_tokens, device=device)
+    batches = []
+    for start in range(0, len(images), batch_size):
+        chunk = [Image.open(io.BytesIO(data)).convert("RGB") for data in images[start : start + batch_size]]
+        batches.append(captioner.encode(chunk, [DEFAULT_PROMPT] * len(chunk)))
+    generated = 0
+    with torch.inference_mode():
+        captioner.model.generate(**batches[0], max_new_tokens=2)  # warm-up
+        sync(device)
+        started = time.perf_counter()
+        for batch in batches:
+            out = captioner.model.generate(**batch, generation_config=captioner.generation)
+            new = out[:, batch["input_ids"].shape[1] :]
+            generated += int((new != captioner.generation.pad_token_id).sum())
+        sync(device)
+    seconds = time.perf_counter() - started
+    return {"captions": len(images) / seconds, "tokens": generated / seconds}

@@ -137,3 +137,67 @@ def blip_base_random() -> str:
         processor = BlipImageProcessor(size={"height": 384, "width": 384})
         BlipProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
     return str(folder)
+
+
+def smolvlm_random() -> str:
+    """A chat VLM with SmolVLM-256M-Instruct's shapes (SigLIP-base tower at 512 px tiles, a
+    30-layer 576-wide Llama), random weights, MiniLM's vocabulary plus the image tokens; images
+    are tiled up to 1024 px (4 tiles and a global view, 64 tokens each)."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
+
+    folder = CACHE / "smolvlm-256m-random"
+    if not (folder / "model.safetensors").exists():
+        tokenizer = AutoTokenizer.from_pretrained(minilm())
+        tiles = [f"<row_{r}_col_{c}>" for r in range(1, 9) for c in range(1, 9)]
+        specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", *tiles]
+        tokenizer.add_special_tokens({"additional_special_tokens": specials})
+        end = tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+        torch.manual_seed(0)
+        config = Idefics3Config(
+            text_config={
+                "model_type": "llama",
+                "vocab_size": len(tokenizer),
+                "hidden_size": 576,
+                "intermediate_size": 1536,
+                "num_hidden_layers": 30,
+                "num_attention_heads": 9,
+                "num_key_value_heads": 3,
+                "max_position_embeddings": 8192,
+                "bos_token_id": tokenizer.cls_token_id,
+                "eos_token_id": end,
+                "pad_token_id": tokenizer.pad_token_id,
+            },
+            vision_config={
+                "hidden_size": 768,
+                "intermediate_size": 3072,
+                "num_hidden_layers": 12,
+                "num_attention_heads": 12,
+                "image_size": 512,
+                "patch_size": 16,
+            },
+            scale_factor=4,
+            image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        )
+        model = Idefics3ForConditionalGeneration(config).eval()
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = end
+        model.save_pretrained(folder)
+        chat = (
+            "{% for m in messages %}{{ m['role'] | capitalize }}:{% for c in m['content'] %}"
+            "{% if c['type'] == 'image' %}<image>{% else %} {{ c['text'] }}{% endif %}{% endfor %}"
+            "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+        )
+        images = Idefics3ImageProcessorPil(
+            size={"longest_edge": 1024}, max_image_size={"longest_edge": 512}, do_image_splitting=True
+        )
+        Idefics3Processor(
+            image_processor=images, tokenizer=tokenizer, image_seq_len=64, chat_template=chat
+        ).save_pretrained(folder)
+    return str(folder)

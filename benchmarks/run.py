@@ -4,6 +4,7 @@
     python -m benchmarks.run embed_images [--rows 512] [--batch-size 32] [key=value ...]
     python -m benchmarks.run generate_text [--rows 64] [--batch-size 8]   # generated tokens/s
     python -m benchmarks.run caption_images [--rows 32] [--batch-size 8]  # captions/s
+    python -m benchmarks.run caption_images --vlm --rows 16 --batch-size 4  # a SmolVLM-shaped chat VLM
     python -m benchmarks.run embed_texts --scale      # N and 10 x N rows: rows/s and memory stay flat
     python -m benchmarks.run embed_texts --auto-batch # rayjobs with model.batch_size=auto
 
@@ -158,15 +159,19 @@ def bench_generation(args: argparse.Namespace, work: Path, device: str) -> dict:
 
 def bench_captions(args: argparse.Namespace, work: Path, device: str) -> dict:
     """Captions/s (greedy, NEW_TOKENS at most): the captioner's ceiling and rayjobs end to end."""
-    model = args.model or models.blip_base_random()
+    model = args.model or (models.smolvlm_random() if args.vlm else models.blip_base_random())
     folder, _ = synthetic.write_images(work / "images", args.rows)
     figures = {}
     if not args.only_rayjobs:
-        ceiling = image_captioning.model_ceiling(model, args.rows, args.batch_size, NEW_TOKENS, device)
+        if args.vlm:
+            blobs = [path.read_bytes() for path in sorted(folder.glob("*.jpg"))]
+            ceiling = image_captioning.chat_ceiling(model, blobs, args.batch_size, NEW_TOKENS, device)
+        else:
+            ceiling = image_captioning.model_ceiling(model, args.rows, args.batch_size, NEW_TOKENS, device)
         figures["model_ceiling"] = ceiling["captions"]
         figures["model_ceiling_tokens_per_s"] = ceiling["tokens"]
-    new_tokens = f"model.max_new_tokens={NEW_TOKENS}"
-    overrides = job_overrides(folder, work / "out", model, rayjobs_batch(args), new_tokens, extra=args)
+    keys = [f"model.max_new_tokens={NEW_TOKENS}", *(["model=smolvlm_256m"] if args.vlm else [])]
+    overrides = job_overrides(folder, work / "out", model, rayjobs_batch(args), *keys, extra=args)
     measured = run_rayjobs("caption_images", overrides, device)
     seconds = measured["rows_out"] / measured["rayjobs_e2e"] if measured["rayjobs_e2e"] else 0
     if seconds:
@@ -231,6 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--auto-batch", action="store_true", help="rayjobs with model.batch_size=auto")
     parser.add_argument("--model", help="checkpoint folder (default: MiniLM / a ViT-B/32-shaped CLIP)")
     parser.add_argument("--random-weights", action="store_true", help="MiniLM's shape with random weights")
+    parser.add_argument(
+        "--vlm", action="store_true", help="caption_images with a chat VLM (SmolVLM-256M shape)"
+    )
     parser.add_argument("--only-rayjobs", action="store_true", help="skip ceilings and baselines")
     parser.add_argument("--scale", action="store_true", help="also run N and 10 x N rows")
     parser.add_argument("--no-table", action="store_true", help="do not append to benchmarks/README.md")

@@ -17,6 +17,7 @@ from operators.model_files import local_model_dir
 from operators.torch_device import inference_mode, pick_device, pick_dtype
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
 DEFAULT_PROMPT = "Describe this image in one sentence."
@@ -83,6 +84,23 @@ class ChatCaptioner:
         messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]})
         return self.processor.apply_chat_template(messages, add_generation_prompt=True)
 
+    def encode(self, images: list[Image.Image], prompts: list[str]) -> dict[str, torch.Tensor]:
+        """The processor's batch on the model's device: chat-templated, left-padded prompts, tiles."""
+        import torch
+
+        texts = [self.chat_text(prompt) for prompt in prompts]
+        encoded = self.processor(
+            text=texts, images=[[image] for image in images], return_tensors="pt", padding=True
+        )
+        return {
+            name: value.to(self.device, dtype=self.dtype)
+            if value.is_floating_point()
+            else value.to(self.device)
+            for name, value in encoded.items()
+            # BERT-style tokenizers add token_type_ids, which decoder-only generate() refuses
+            if isinstance(value, torch.Tensor) and name != "token_type_ids"
+        }
+
     @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -93,17 +111,7 @@ class ChatCaptioner:
         prompts = batch.get("prompt")
         if prompts is None:
             prompts = [self.prompt] * len(images)
-        texts = [self.chat_text(str(prompt or self.prompt)) for prompt in prompts]
-        encoded = self.processor(
-            text=texts, images=[[image] for image in images], return_tensors="pt", padding=True
-        )
-        inputs = {
-            name: value.to(self.device, dtype=self.dtype)
-            if value.is_floating_point()
-            else value.to(self.device)
-            for name, value in encoded.items()
-            if isinstance(value, torch.Tensor)
-        }
+        inputs = self.encode(images, [str(prompt or self.prompt) for prompt in prompts])
         torch.manual_seed(self.seed)
         out = self.model.generate(**inputs, generation_config=self.generation)
         answers = out[:, inputs["input_ids"].shape[1] :].tolist()  # left padding: new tokens start here
