@@ -20,7 +20,9 @@ def write_result(result: dict, path: Path | None = None) -> Path:
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}"
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if abs(value) >= 1 else f"{value:.3g}"  # 0.081 captions/s, not 0.1
 
 
 def _batch(result: dict) -> str:

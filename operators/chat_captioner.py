@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from operators.caption_decoding import caption_generation_config
 from operators.model_files import local_model_dir
 from operators.torch_device import inference_mode, pick_device, pick_dtype
 
@@ -46,7 +47,7 @@ class ChatCaptioner:
         device: str = "auto",
         trust_remote_code: bool = False,
     ) -> None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         folder = local_model_dir(path, revision)
         self.device = pick_device(device)
@@ -63,18 +64,14 @@ class ChatCaptioner:
         self.prompt = prompt or DEFAULT_PROMPT
         self.system_prompt = system_prompt
         self.seed = seed
-        config = self.model.generation_config
-        self.generation = GenerationConfig(
+        self.generation = caption_generation_config(
+            self.model,
+            self.tokenizer,
             max_new_tokens=max_new_tokens,
             num_beams=num_beams,
             do_sample=do_sample,
-            temperature=temperature if do_sample else None,
-            top_p=top_p if do_sample else None,
-            pad_token_id=config.pad_token_id
-            if config.pad_token_id is not None
-            else self.tokenizer.pad_token_id,
-            eos_token_id=config.eos_token_id,
-            bos_token_id=config.bos_token_id,
+            temperature=temperature,
+            top_p=top_p,
         )
         self.special = set(self.tokenizer.all_special_ids)
 

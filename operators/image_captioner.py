@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from operators.caption_decoding import caption_generation_config
 from operators.model_files import local_model_dir
 from operators.pixel_normalizer import PixelNormalizer
 from operators.torch_device import inference_mode, pick_device, pick_dtype
@@ -59,7 +60,7 @@ class ImageCaptioner:
         device: str = "auto",
         trust_remote_code: bool = False,
     ) -> None:
-        from transformers import AutoTokenizer, GenerationConfig
+        from transformers import AutoTokenizer
 
         folder = local_model_dir(path, revision)
         self.device = pick_device(device)
@@ -69,16 +70,14 @@ class ImageCaptioner:
         self.pixels = PixelNormalizer(folder, self.device, self.dtype)
         self.prompt = prompt
         self.seed = seed
-        self.generation = GenerationConfig(
+        self.generation = caption_generation_config(
+            self.model,
+            self.tokenizer,
             max_new_tokens=max_new_tokens,
             num_beams=num_beams,
             do_sample=do_sample,
-            temperature=temperature if do_sample else None,
-            top_p=top_p if do_sample else None,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.model.generation_config.eos_token_id,
-            bos_token_id=self.model.generation_config.bos_token_id,
-            decoder_start_token_id=self.model.generation_config.decoder_start_token_id,
+            temperature=temperature,
+            top_p=top_p,
         )
 
     @inference_mode
