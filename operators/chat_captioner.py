@@ -85,7 +85,8 @@ class ChatCaptioner:
         """The processor's batch on the model's device: chat-templated, left-padded prompts, tiles."""
         import torch
 
-        texts = [self.chat_text(prompt) for prompt in prompts]
+        rendered = {prompt: self.chat_text(prompt) for prompt in dict.fromkeys(prompts)}  # once per prompt
+        texts = [rendered[prompt] for prompt in prompts]
         encoded = self.processor(
             text=texts, images=[[image] for image in images], return_tensors="pt", padding=True
         )

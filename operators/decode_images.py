@@ -103,6 +103,18 @@ def decode_images(
     processor = load_image_processor(model_path, revision)
     draft = _output_shape(processor)[1:] if jpeg_draft else None
     table = add_error_columns(table)
+    images, reasons = open_rows(table, image_column, max_pixels, draft)
+    pixels, failures = _process(processor, images)
+    reasons = [reason or failure for reason, failure in zip(reasons, failures, strict=True)]
+    table = mark_errors(table, reasons, STAGE)
+    stale = [c for c in ("pixel_values", *([] if keep_image else [image_column])) if c in table.column_names]
+    return table.drop_columns(stale).append_column("pixel_values", tensor_to_arrow(pixels))
+
+
+def open_rows(
+    table: pa.Table, image_column: str, max_pixels: int, draft: tuple[int, int] | None
+) -> tuple[list[Image.Image | None], list[str | None]]:
+    """Every not-yet-failed row's image, opened by `open_image`; a failure is that row's reason."""
     images: list[Image.Image | None] = []
     reasons: list[str | None] = []
     for value, ok in zip(table[image_column].to_pylist(), good_rows(table), strict=True):
@@ -114,11 +126,7 @@ def decode_images(
                 reason = describe(error)
         images.append(image)
         reasons.append(reason)
-    pixels, failures = _process(processor, images)
-    reasons = [reason or failure for reason, failure in zip(reasons, failures, strict=True)]
-    table = mark_errors(table, reasons, STAGE)
-    stale = [c for c in ("pixel_values", *([] if keep_image else [image_column])) if c in table.column_names]
-    return table.drop_columns(stale).append_column("pixel_values", tensor_to_arrow(pixels))
+    return images, reasons
 
 
 def _process(processor, images: list[Image.Image | None]) -> tuple[np.ndarray, list[str | None]]:
@@ -171,22 +179,19 @@ def decode_rgb(
     way). Images are shrunk so their longer side is at most `max_side`: the object store moves
     what the processor will use, not the camera's 24 megapixels."""
     table = add_error_columns(table)
-    raws: list[bytes | None] = []
+    images, reasons = open_rows(table, image_column, max_pixels, (max_side, max_side))
+    raws: list[bytes | None] = [None] * table.num_rows
     shapes = np.zeros((table.num_rows, 3), dtype=np.int32)
-    reasons: list[str | None] = []
-    for row, (value, ok) in enumerate(zip(table[image_column].to_pylist(), good_rows(table), strict=True)):
-        raw, reason = None, None
-        if ok:
-            try:
-                image = open_image(image_bytes(value), max_pixels, (max_side, max_side))
-                if max(image.size) > max_side:
-                    image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
-                pixels = np.asarray(image, dtype=np.uint8)
-                raw, shapes[row] = pixels.tobytes(), pixels.shape
-            except Exception as error:  # any decoder failure is this row's, not the batch's
-                reason = describe(error)
-        raws.append(raw)
-        reasons.append(reason)
+    for row, image in enumerate(images):
+        if image is None:
+            continue
+        try:
+            if max(image.size) > max_side:
+                image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+            pixels = np.asarray(image, dtype=np.uint8)
+            raws[row], shapes[row] = pixels.tobytes(), pixels.shape
+        except Exception as error:  # this row's failure, not the batch's
+            reasons[row] = describe(error)
     table = mark_errors(table, reasons, STAGE)
     stale = [
         c
