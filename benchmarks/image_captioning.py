@@ -14,7 +14,7 @@ from benchmarks.text_embedding import sync
 
 def model_ceiling(model_path: str, rows: int, batch_size: int, max_new_tokens: int, device: str) -> dict:
     """Captions/s and generated tokens/s of greedy generate() on a pre-built batch on the device."""
-    from operators.image_captioner import load_captioning_model
+    from operators.image.image_captioner import load_captioning_model
 
     dtype = torch.float16 if device == "cuda" else torch.float32
     model = load_captioning_model(model_path, dtype, False).eval().to(device)
@@ -48,7 +48,7 @@ def chat_ceiling(
 
     from PIL import Image
 
-    from operators.chat_captioner import DEFAULT_PROMPT, ChatCaptioner
+    from operators.image.chat_captioner import DEFAULT_PROMPT, ChatCaptioner
 
     captioner = ChatCaptioner(model_path, max_new_tokens=max_new_tokens, device=device)
     batches = []

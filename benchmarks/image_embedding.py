@@ -35,7 +35,7 @@ def model_ceiling(model_path: str, rows: int, batch_size: int, device: str) -> f
 
 
 def _decode_chunk(args: tuple[str, list[bytes]]) -> int:
-    from operators.decode_images import decode_images
+    from operators.image.decode_images import decode_images
 
     model_path, blobs = args
     table = decode_images(

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*", help="build_index overrides, e.g. index.kind=ivfpq")
     args = parser.parse_intermixed_args(argv)
     import rayjobs
-    from rayjobs.search_index import SearchIndex
+    from rayjobs.index.search_index import SearchIndex
 
     work = models.CACHE / f"work-index-{args.rows}-{args.dim}"
     shutil.rmtree(work, ignore_errors=True)

@@ -47,7 +47,7 @@ def device_name(device: str) -> str:
 def run_rayjobs(job: str, overrides: list[str], device: str) -> dict:
     """rayjobs end to end on a fresh local Ray: rows/s with and without Ray's start-up."""
     import rayjobs
-    from rayjobs.runtime import start_ray
+    from rayjobs.pipeline.runtime import start_ray
 
     cfg = rayjobs.compose(job, overrides)
     with PeakMemory() as memory:

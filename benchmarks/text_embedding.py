@@ -19,8 +19,8 @@ def model_ceiling(model_path: str, texts: list[str], batch_size: int, device: st
     """rows/s of the encoder alone on pre-built, length-sorted, padded batches: no I/O, no Ray."""
     from transformers import AutoModel, AutoTokenizer
 
-    from operators.sentence_config import read_sentence_config
-    from operators.text_embedder import pool
+    from operators.text.sentence_config import read_sentence_config
+    from operators.text.text_embedder import pool
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     limit = read_sentence_config(model_path).max_seq_length or 512

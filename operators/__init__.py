@@ -8,11 +8,11 @@ from importlib import import_module
 from typing import Any
 
 _OPERATORS = {
-    "ChatCaptioner": "operators.chat_captioner",
-    "ImageCaptioner": "operators.image_captioner",
-    "ImageEmbedder": "operators.image_embedder",
-    "TextEmbedder": "operators.text_embedder",
-    "TextGenerator": "operators.text_generator",
+    "ChatCaptioner": "operators.image.chat_captioner",
+    "ImageCaptioner": "operators.image.image_captioner",
+    "ImageEmbedder": "operators.image.image_embedder",
+    "TextEmbedder": "operators.text.text_embedder",
+    "TextGenerator": "operators.text.text_generator",
 }
 
 __all__ = sorted(_OPERATORS)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from rayjobs.config_error import ConfigError
-from rayjobs.configs import JOBS, compose
+from rayjobs.config.compose import JOBS, compose
+from rayjobs.config.config_error import ConfigError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from rayjobs.job_run import RunResult
+    from rayjobs.pipeline.job_run import RunResult
 
 __all__ = ["JOBS", "ConfigError", "compose", "run", "search"]
 

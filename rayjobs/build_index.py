@@ -20,11 +20,9 @@ import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
 from operators.arrow_tensors import arrow_to_tensor
-from rayjobs import run_record
-from rayjobs.check_config import check_columns, required
-from rayjobs.cli import run_cli
-from rayjobs.config_error import ConfigError
-from rayjobs.index_files import (
+from rayjobs.config.check_config import check_columns, required
+from rayjobs.config.config_error import ConfigError
+from rayjobs.index.index_files import (
     ITEMS_DIR,
     PARTS_DIR,
     RECORD,
@@ -34,12 +32,14 @@ from rayjobs.index_files import (
     save_index,
     train,
 )
-from rayjobs.index_spec import choose_index, train_rows
-from rayjobs.job_run import RunResult
-from rayjobs.read_input import InputPlan, plan_input, read_input
-from rayjobs.run_stats import versions
-from rayjobs.runtime import start_ray
-from rayjobs.storage import filesystem, join, write_bytes
+from rayjobs.index.index_spec import choose_index, train_rows
+from rayjobs.io.read_input import InputPlan, plan_input, read_input
+from rayjobs.io.storage import filesystem, join, write_bytes
+from rayjobs.pipeline import run_record
+from rayjobs.pipeline.cli import run_cli
+from rayjobs.pipeline.job_run import RunResult
+from rayjobs.pipeline.run_stats import versions
+from rayjobs.pipeline.runtime import start_ray
 
 log = logging.getLogger("rayjobs")
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from operators.decode_images import decode_images, decode_rgb
-from operators.prompt_template import add_prompts, template_columns
-from rayjobs.cli import run_cli
-from rayjobs.image_inputs import decode_options, image_columns, rgb_options
-from rayjobs.job_run import RunResult, start_job
-from rayjobs.model_stage import ModelStage
-from rayjobs.read_input import read_input
-from rayjobs.write_results import write_results
+from operators.image.decode_images import decode_images, decode_rgb
+from operators.text.prompt_template import add_prompts, template_columns
+from rayjobs.config.image_inputs import decode_options, image_columns, rgb_options
+from rayjobs.io.read_input import read_input
+from rayjobs.pipeline.cli import run_cli
+from rayjobs.pipeline.job_run import RunResult, start_job
+from rayjobs.pipeline.model_stage import ModelStage
+from rayjobs.pipeline.write_results import write_results
 
 PIXELS = ("pixel_values",)  # fixed-size tensors, resized and cropped in the CPU stage
 WHOLE_IMAGES = ("image_rgb", "image_shape")  # decoded images for a chat VLM's own processor

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import rayjobs
-from rayjobs.cli import setup_logging
+from rayjobs.pipeline.cli import setup_logging
 
 SUBJECTS = [
     "A small dog",

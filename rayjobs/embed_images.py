@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from operators.decode_images import decode_images
-from rayjobs.cli import run_cli
-from rayjobs.image_inputs import decode_options, image_columns
-from rayjobs.job_run import RunResult, start_job
-from rayjobs.model_stage import ModelStage
-from rayjobs.read_input import read_input
-from rayjobs.write_results import write_results
+from operators.image.decode_images import decode_images
+from rayjobs.config.image_inputs import decode_options, image_columns
+from rayjobs.io.read_input import read_input
+from rayjobs.pipeline.cli import run_cli
+from rayjobs.pipeline.job_run import RunResult, start_job
+from rayjobs.pipeline.model_stage import ModelStage
+from rayjobs.pipeline.write_results import write_results
 
 
 def run(cfg: DictConfig) -> RunResult:

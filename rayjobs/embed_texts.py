@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from operators.tokenize_texts import tokenize_texts
-from rayjobs.cli import run_cli
-from rayjobs.job_run import RunResult, start_job
-from rayjobs.model_stage import ModelStage
-from rayjobs.read_input import read_input
-from rayjobs.write_results import write_results
+from operators.text.tokenize_texts import tokenize_texts
+from rayjobs.io.read_input import read_input
+from rayjobs.pipeline.cli import run_cli
+from rayjobs.pipeline.job_run import RunResult, start_job
+from rayjobs.pipeline.model_stage import ModelStage
+from rayjobs.pipeline.write_results import write_results
 
 
 def run(cfg: DictConfig) -> RunResult:

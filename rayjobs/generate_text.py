@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from operators.build_prompts import build_prompts
-from operators.prompt_template import template_columns
-from rayjobs.cli import run_cli
-from rayjobs.job_run import RunResult, start_job
-from rayjobs.model_stage import ModelStage
-from rayjobs.openai_output import write_openai_output
-from rayjobs.read_input import read_input
-from rayjobs.read_text_files import RAW_LINE
-from rayjobs.write_results import write_results
+from operators.text.build_prompts import build_prompts
+from operators.text.prompt_template import template_columns
+from rayjobs.io.openai_output import write_openai_output
+from rayjobs.io.read_input import read_input
+from rayjobs.io.read_text_files import RAW_LINE
+from rayjobs.pipeline.cli import run_cli
+from rayjobs.pipeline.job_run import RunResult, start_job
+from rayjobs.pipeline.model_stage import ModelStage
+from rayjobs.pipeline.write_results import write_results
 
 RESULTS = ["completions", "finish_reasons", "completion_tokens", "prompt_tokens"]
 

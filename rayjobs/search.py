@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from rayjobs.config_error import ConfigError
-from rayjobs.query_encoder import QueryError
-from rayjobs.search_index import SearchIndex
+from rayjobs.config.config_error import ConfigError
+from rayjobs.index.query_encoder import QueryError
+from rayjobs.index.search_index import SearchIndex
 
 
 @lru_cache(maxsize=4)

@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rayjobs.config_error import ConfigError
+from rayjobs.config.config_error import ConfigError
 
 log = logging.getLogger("rayjobs")
 
@@ -36,12 +36,12 @@ def build_app(index_path: str, limits: dict[str, Any], storage_options: dict[str
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import HTMLResponse, Response
 
-    from rayjobs.query_encoder import IMAGE_JOBS, QueryError
-    from rayjobs.search_index import SearchIndex
-    from rayjobs.storage import filesystem
+    from rayjobs.index.query_encoder import IMAGE_JOBS, QueryError
+    from rayjobs.index.search_index import SearchIndex
+    from rayjobs.io.storage import filesystem
 
     index = SearchIndex(index_path, storage_options)
-    page = resources.files("rayjobs").joinpath("search_page.html").read_text()
+    page = resources.files("rayjobs.index").joinpath("search_page.html").read_text()
     images = (index.info.get("model") or {}).get("job") in IMAGE_JOBS
     app = FastAPI(title="rayjobs search", docs_url=None, redoc_url=None)
 
@@ -168,9 +168,9 @@ def start(cfg: DictConfig) -> str:
     """Deploy on Ray Serve and return the URL; the service runs until Serve shuts down."""
     from ray import serve
 
-    from rayjobs.check_config import required
-    from rayjobs.runtime import start_ray
-    from rayjobs.search_index import SearchIndex
+    from rayjobs.config.check_config import required
+    from rayjobs.index.search_index import SearchIndex
+    from rayjobs.pipeline.runtime import start_ray
 
     required(cfg, "index.path")
     host, port = str(cfg.http.host), cfg.http.port
@@ -221,7 +221,7 @@ class SearchService:
 
 def main() -> None:
     import rayjobs
-    from rayjobs.cli import setup_logging
+    from rayjobs.pipeline.cli import setup_logging
 
     if {"-h", "--help"} & set(sys.argv[1:]):
         print(__doc__)

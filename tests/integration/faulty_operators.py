@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from operators.text_embedder import TextEmbedder
+from operators.text.text_embedder import TextEmbedder
 
 
 class FailsOnToken:

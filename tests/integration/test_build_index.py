@@ -7,8 +7,8 @@ import pytest
 
 import rayjobs
 from benchmarks.synthetic import clustered, write_embeddings
-from rayjobs.config_error import ConfigError
-from rayjobs.search_index import SearchIndex
+from rayjobs.config.config_error import ConfigError
+from rayjobs.index.search_index import SearchIndex
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

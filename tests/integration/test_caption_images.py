@@ -5,7 +5,7 @@ import pytest
 
 import rayjobs
 from tests.integration.inputs import write_images
-from tests.operators.test_image_captioner import direct_captions
+from tests.operators.image.test_image_captioner import direct_captions
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -40,7 +40,7 @@ def test_prompt_template_over_columns_of_a_parquet_table(local_ray, tmp_path, ti
     """Each image is captioned with its own prompt; a row whose template fills to blank is an error."""
     import pyarrow as pa
 
-    from tests.operators.test_image_captioner import pngs
+    from tests.operators.image.test_image_captioner import pngs
 
     images = pngs(3)
     (tmp_path / "in").mkdir()
@@ -80,7 +80,7 @@ def test_a_chat_vlm_captions_a_folder_with_per_row_prompts(local_ray, tmp_path, 
 
     from PIL import Image
 
-    from tests.operators.test_chat_captioner import direct_caption
+    from tests.operators.image.test_chat_captioner import direct_caption
 
     made = write_images(tmp_path / "images", count=6)
     cfg = rayjobs.compose(

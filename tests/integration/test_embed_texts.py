@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import rayjobs
-from rayjobs.config_error import ConfigError
+from rayjobs.config.config_error import ConfigError
 from tests.integration.inputs import BAD_TEXTS, write_texts
 from tests.integration.reference import min_cosine, sentence_transformer_vectors
 

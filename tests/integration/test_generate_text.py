@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import rayjobs
-from tests.operators.test_text_generator import direct_greedy
+from tests.operators.text.test_text_generator import direct_greedy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from rayjobs.run_record import decode_ranges
+from rayjobs.pipeline.run_record import decode_ranges
 from tests.integration.faulty_operators import slow_job_overrides
 from tests.integration.inputs import BAD_TEXTS, write_texts
 

@@ -72,7 +72,7 @@ def test_embed_images_reads_and_writes_s3(local_ray, s3, tmp_path, tiny_clip):
 
 def test_build_index_reads_embeddings_and_writes_the_index_on_s3(local_ray, s3, tmp_path):
     from benchmarks.synthetic import clustered, write_embeddings
-    from rayjobs.search_index import SearchIndex
+    from rayjobs.index.search_index import SearchIndex
 
     fs, options = s3
     vectors = clustered(600, 16, 6, seed=3)

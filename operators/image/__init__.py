@@ -1,0 +1,1 @@
+"""Image operators and their CPU stages: decode, embed, caption."""

@@ -1,0 +1,55 @@
+"""ImageEmbedder: uint8 pixels in, one vector per image out (CLIP / SigLIP family)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from operators.image.pixel_normalizer import PixelNormalizer
+from operators.model_files import local_model_dir
+from operators.torch_device import inference_mode, pick_device, pick_dtype
+
+
+class ImageEmbedder:
+    """Embeds images with a model's `get_image_features` (its projected image embedding).
+
+    Takes the uint8 output of `decode_images`; rescaling and normalisation with the
+    checkpoint's own mean/std happen here, on the model's device.
+    """
+
+    inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    outputs: ClassVar[tuple[str, ...]] = ("embedding",)
+
+    def __init__(
+        self,
+        path: str,
+        revision: str | None = None,
+        normalize: bool = True,
+        dtype: str = "auto",
+        device: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> None:
+        from transformers import AutoModel
+
+        folder = local_model_dir(path, revision)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        model = AutoModel.from_pretrained(
+            folder, dtype=self.dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+        if not hasattr(model, "get_image_features"):
+            raise ValueError(f"{type(model).__name__} has no get_image_features: not an image-text model")
+        self.model = model.eval().to(self.device)
+        self.normalize = normalize
+        self.pixels = PixelNormalizer(folder, self.device, self.dtype)
+
+    @inference_mode
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        out = self.model.get_image_features(pixel_values=self.pixels(batch["pixel_values"]))
+        vectors = (out if isinstance(out, torch.Tensor) else out.pooler_output).float()
+        if self.normalize:
+            vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
+        return {"embedding": vectors.cpu().numpy()}

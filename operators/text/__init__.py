@@ -1,0 +1,1 @@
+"""Text operators and their CPU stages: tokenize, prompts, embed, generate."""

@@ -1,0 +1,1 @@
+"""Config: compose with Hydra, check before Ray starts, typed specs of each stage."""

@@ -1,0 +1,104 @@
+"""Checks a config before Ray starts: every problem is one ConfigError naming its key."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from operators.model_files import check_model_reference
+from rayjobs.config.config_error import ConfigError
+from rayjobs.config.stage_spec import STAGE_KEYS, StageSpec
+from rayjobs.io.read_text_files import LINE_FORMATS
+
+ACTOR_KEYS = (*STAGE_KEYS, "num_threads", "max_batch_size")
+
+
+def required(cfg: DictConfig, *keys: str) -> None:
+    """Keys left at ??? (Hydra's missing value) or null."""
+    for key in keys:
+        node, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(cfg, node) if node else cfg
+        if parent is None or OmegaConf.is_missing(parent, leaf) or parent.get(leaf) in (None, ""):
+            raise ConfigError(key, f"is required, e.g. {key}=...")
+
+
+def operator_config(model: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(`_target_`, constructor kwargs) of a model node: everything that is not a stage key."""
+    kwargs = {k: v for k, v in model.items() if k != "_target_" and k not in ACTOR_KEYS}
+    return str(model.get("_target_")), kwargs
+
+
+def check_operator(
+    model: Mapping[str, Any], inputs: tuple[str, ...], job: str, outputs: tuple[str, ...] = ()
+) -> type:
+    """Bind the model node's keys to its operator's signature without loading anything."""
+    target, kwargs = operator_config(model)
+    if not model.get("_target_"):
+        raise ConfigError("model._target_", "is required (the operator class, e.g. operators.TextEmbedder)")
+    try:
+        operator = get_class(target)
+    except Exception as error:
+        raise ConfigError("model._target_", f"cannot import {target!r} ({error})") from None
+    parameters = inspect.signature(operator).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for key in kwargs:
+        if key not in parameters and not accepts_any:
+            raise ConfigError(f"model.{key}", f"{target} has no parameter {key!r}")
+    try:
+        inspect.signature(operator).bind(**kwargs)
+    except TypeError as error:
+        raise ConfigError("model", f"{target}: {error}") from None
+    made = tuple(getattr(operator, "outputs", ()))
+    if tuple(getattr(operator, "inputs", ())) != inputs or not set(outputs) <= set(made):
+        raise ConfigError(
+            "model",
+            f"{target} maps {getattr(operator, 'inputs', '?')} to {made}; {job} feeds {inputs} and needs "
+            f"{outputs}: choose a model preset made for this job",
+        )
+    if "path" in kwargs:
+        problem = check_model_reference(str(kwargs["path"]))
+        if problem:
+            raise ConfigError("model.path", problem)
+    return operator
+
+
+def check_job(cfg: DictConfig) -> tuple[StageSpec, StageSpec]:
+    """The checks every job shares; returns the (preprocess, model) stage specs."""
+    required(cfg, "input.path", "output.path")
+    limit = cfg.job.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError("job.limit", f"must be a positive integer or null, got {limit!r}")
+    budget = cfg.job.get("max_error_fraction")
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 <= budget <= 1:
+        raise ConfigError("job.max_error_fraction", f"must be between 0 and 1, got {budget!r}")
+    formats = ("parquet", "images", *LINE_FORMATS)
+    if cfg.input.format not in formats:
+        raise ConfigError("input.format", f"must be one of {', '.join(formats)}, got {cfg.input.format!r}")
+    if cfg.output.get("embedding_dtype", "float32") not in ("float32", "float16"):
+        raise ConfigError("output.embedding_dtype", "must be float32 or float16")
+    shard_rows = cfg.input.get("shard_rows")
+    if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
+        raise ConfigError("input.shard_rows", f"must be a positive integer, got {shard_rows!r}")
+    threads = cfg.model.get("num_threads")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError("model.num_threads", f"must be a positive integer or null, got {threads!r}")
+    largest = cfg.model.get("max_batch_size", 1024)
+    if isinstance(largest, bool) or not isinstance(largest, int) or largest < 1:
+        raise ConfigError("model.max_batch_size", f"must be a positive integer, got {largest!r}")
+    return StageSpec.parse(cfg.preprocess, "preprocess", whole_blocks=True), StageSpec.parse(
+        cfg.model, "model", auto=True
+    )
+
+
+def check_columns(schema: pa.Schema | None, columns: Iterable[tuple[str, str | None]]) -> None:
+    """Each configured column, as (config key, column name) pairs, exists in the input's schema."""
+    if schema is None:
+        return
+    for key, name in columns:
+        if name and name not in schema.names:
+            raise ConfigError(key, f"no column {name!r} in the input (columns: {', '.join(schema.names)})")

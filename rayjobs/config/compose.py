@@ -1,0 +1,61 @@
+"""Compose a job's config with Hydra, from the CLI or from a notebook."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rayjobs.config.config_error import ConfigError
+
+CONF_DIR = Path(os.environ.get("RAYJOBS_CONF_DIR", Path(__file__).resolve().parents[2] / "conf"))
+MODEL_JOBS = ("embed_texts", "embed_images", "caption_images", "generate_text")  # input -> model -> output
+JOBS = (*MODEL_JOBS, "build_index")  # what rayjobs.run runs
+CONFIGS = (*JOBS, "search", "serve_index")  # every root config compose() knows
+
+
+def package_model_path(package: str) -> str:
+    """Folder of a model shipped inside a Python package that offers get_model_path()."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError as error:
+        raise ConfigError("model.path", f"package {package!r} is not installed ({error})") from None
+    return str(module.get_model_path())
+
+
+def register_resolvers() -> None:
+    """Make ${package_model:pkg} usable in configs."""
+    OmegaConf.register_new_resolver("package_model", package_model_path, replace=True)
+
+
+def compose(job: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The resolved config of `job` with Hydra-style overrides, e.g. ["model=minilm_offline"]."""
+    if job not in CONFIGS:
+        raise ConfigError("job", f"unknown job {job!r}; choose one of {', '.join(CONFIGS)}")
+    register_resolvers()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=job):
+            cfg = hydra_compose(config_name=job, overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(*_key_and_problem(error)) from None
+    return cfg
+
+
+def _key_and_problem(error: Exception) -> tuple[str, str]:
+    """Hydra's multi-line errors boiled down to the key and the first useful line."""
+    key = getattr(error, "full_key", None) or "overrides"
+    cause = error.__cause__ or error.__context__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if cause is not None and getattr(cause, "full_key", None):
+        key = cause.full_key
+        lines = [line.strip() for line in str(cause).splitlines() if line.strip()][:1] + lines
+    problem = lines[0] if lines else type(error).__name__
+    return key, problem

@@ -1,0 +1,106 @@
+"""What a stage asks of Ray (batch size, CPUs, GPUs, pool size), and the one mapping to Ray's words.
+
+Ray's pool keywords changed twice across releases (compute=, concurrency=, compute= again);
+nothing else in rayjobs names them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rayjobs.config.config_error import ConfigError
+
+STAGE_KEYS = ("batch_size", "concurrency", "num_cpus", "num_gpus", "memory")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Resources of one stage. num_gpus may be "auto": 1 when the cluster has GPUs, else 0;
+    batch_size may be "auto" for actors: each probes its own (rayjobs.pipeline.batch_probe)."""
+
+    batch_size: int | str | None
+    num_cpus: float = 1.0
+    num_gpus: float | str = 0.0
+    concurrency: int | tuple[int, int] | None = None
+    memory: int | None = None
+
+    @classmethod
+    def parse(
+        cls, node: Mapping[str, Any], key: str, whole_blocks: bool = False, auto: bool = False
+    ) -> StageSpec:
+        """Read and check the stage keys of a config node; errors name `key.<field>`.
+
+        `whole_blocks`: batch_size may be null, one call per block (for CPU stages: a shard).
+        `auto`: batch_size may be "auto".
+        """
+        batch_size = node.get("batch_size")
+        if (batch_size is None and whole_blocks) or (batch_size == "auto" and auto):
+            pass
+        elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            allowed = "a positive integer" + (" or auto" if auto else "")
+            raise ConfigError(f"{key}.batch_size", f"must be {allowed}, got {batch_size!r}")
+        num_cpus = _non_negative(node.get("num_cpus", 1), f"{key}.num_cpus")
+        raw_gpus = node.get("num_gpus", 0)
+        num_gpus = "auto" if raw_gpus == "auto" else _non_negative(raw_gpus, f"{key}.num_gpus")
+        memory = node.get("memory")
+        if memory is not None:
+            memory = int(_non_negative(memory, f"{key}.memory"))
+        return cls(batch_size, num_cpus, num_gpus, _concurrency(node.get("concurrency"), key), memory)
+
+    def gpus(self, cluster_gpus: float) -> float:
+        """GPUs per worker once the cluster is known."""
+        if self.num_gpus == "auto":
+            return 1.0 if cluster_gpus >= 1 else 0.0
+        return float(self.num_gpus)
+
+    def max_workers(self) -> int | None:
+        """Upper bound on concurrent workers, when one is set."""
+        if self.concurrency is None:
+            return None
+        return self.concurrency if isinstance(self.concurrency, int) else self.concurrency[1]
+
+    def ray_args(self, *, actor: bool, cluster_gpus: float = 0.0) -> dict[str, Any]:
+        """Keyword arguments for Dataset.map_batches."""
+        from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+        # auto: one call per block; the actor cuts it into batches of the size it probed.
+        batch_size = None if self.batch_size == "auto" else self.batch_size
+        args: dict[str, Any] = {"batch_size": batch_size, "num_cpus": self.num_cpus}
+        gpus = self.gpus(cluster_gpus)
+        if gpus:
+            args["num_gpus"] = gpus
+        if self.memory:
+            args["memory"] = self.memory
+        if actor:
+            # An explicit (empty, so inherited) runtime_env makes the actor's remote args differ
+            # from the tasks': Ray never fuses CPU preprocessing into the model actor.
+            args["runtime_env"] = {}
+            pool = self.concurrency or 1
+            if isinstance(pool, int):
+                args["compute"] = ActorPoolStrategy(size=pool)
+            else:
+                args["compute"] = ActorPoolStrategy(min_size=pool[0], max_size=pool[1])
+        elif self.concurrency is not None:
+            args["compute"] = TaskPoolStrategy(size=self.max_workers())
+        return args
+
+
+def _non_negative(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(key, f"must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _concurrency(value: Any, key: str) -> int | tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if not isinstance(value, str | bytes) and hasattr(value, "__len__") and len(value) == 2:
+        low, high = value
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+            if 1 <= low <= high:
+                return (low, high)
+    raise ConfigError(f"{key}.concurrency", f"must be n >= 1 or [min, max], got {value!r}")

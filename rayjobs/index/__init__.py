@@ -1,0 +1,1 @@
+"""Vector indexes: build pieces, search, and the query encoder."""

@@ -1,0 +1,110 @@
+"""An index folder opened for queries: by text, by image or by vector, with metadata filters.
+
+Used by `python -m rayjobs.search`, by `rayjobs.search(...)` in a notebook and by the Ray Serve
+deployment of `rayjobs.serve_index`. Everything a query returns comes from the index's own
+items table, and files are only ever read for items in it.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from rayjobs.config.config_error import ConfigError
+from rayjobs.index.index_files import ITEMS_DIR, POSITION, RECORD, load_index, prepare_vectors
+from rayjobs.index.index_spec import IVF_KINDS, IndexSpec
+from rayjobs.index.query_encoder import QueryEncoder, QueryError
+from rayjobs.io.storage import filesystem, join, read_bytes
+from rayjobs.pipeline import run_record
+
+MAX_K = 1000
+
+
+class SearchIndex:
+    def __init__(self, path: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        fs, root = filesystem(path, storage_options)
+        if not run_record.has_success(fs, root):
+            raise ConfigError(
+                "index.path", f"{path!r} holds no finished index (build one: python -m rayjobs.build_index)"
+            )
+        self.path = path
+        self.info: dict[str, Any] = json.loads(read_bytes(fs, join(root, RECORD)))
+        self.spec = IndexSpec(**self.info["spec"])
+        self.index = load_index(fs, root)
+        import faiss
+
+        if self.spec.kind in IVF_KINDS:
+            faiss.extract_index_ivf(self.index).nprobe = self.spec.nprobe
+        elif self.spec.kind == "hnsw":
+            faiss.downcast_index(self.index.index).hnsw.efSearch = self.spec.ef_search
+        items = pq.read_table(join(root, ITEMS_DIR), filesystem=fs).to_pandas()
+        self.items = items.set_index(POSITION).sort_index()
+        self.columns: list[str] = list(self.info.get("columns") or [])
+        self.encoder = QueryEncoder(self.info.get("model") or {})
+
+    @property
+    def rows(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def image_root(self) -> str | None:
+        return (self.info.get("source") or {}).get("image_root")
+
+    def search_text(self, query: str, k: int = 10, filters: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        if not query or not query.strip():
+            raise QueryError("empty query")
+        return self.search_vector(self.encoder.text(query), k, filters)
+
+    def search_image(
+        self, data: bytes, k: int = 10, filters: Mapping[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return self.search_vector(self.encoder.image(data), k, filters)
+
+    def search_vector(
+        self, vector: np.ndarray, k: int = 10, filters: Mapping[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Top k items (rank, position, id, score, metadata); `filters`: column -> required value."""
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
+            raise QueryError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        filters = dict(filters or {})
+        unknown = sorted(set(filters) - set(self.columns) - {"id"})
+        if unknown:
+            raise QueryError(f"no metadata column {unknown[0]!r} to filter on (columns: {self.columns})")
+        query = prepare_vectors(np.asarray(vector, dtype=np.float32).reshape(1, -1), self.spec)
+        if query.shape[1] != self.spec.dim:
+            raise QueryError(f"query vector has {query.shape[1]} dimensions, the index {self.spec.dim}")
+        fetch = k if not filters else min(self.rows, k * 10)
+        while True:  # filters drop candidates: fetch more until k pass or the whole index was seen
+            scores, positions = self.index.search(query, max(1, min(fetch, self.rows)))
+            found = self._rows(scores[0], positions[0], filters)
+            if len(found) >= k or fetch >= self.rows or not filters:
+                break
+            fetch *= 4
+        found = found.head(k).reset_index(drop=True)
+        found.insert(0, "rank", np.arange(1, len(found) + 1))
+        return found
+
+    def _rows(self, scores: np.ndarray, positions: np.ndarray, filters: dict[str, Any]) -> pd.DataFrame:
+        keep = positions >= 0  # faiss pads with -1 when it finds fewer than asked
+        picked = self.items.loc[positions[keep]].reset_index()
+        picked.insert(2, "score", scores[keep].astype(float))
+        for column, value in filters.items():
+            picked = picked[picked[column].astype(str) == str(value)]
+        return picked
+
+    def image_path(self, position: int) -> str:
+        """The file of an indexed image: its id under the recorded root, and nothing else."""
+        if not self.image_root:
+            raise QueryError("this index's items are not image files")
+        if position not in self.items.index:
+            raise QueryError(f"no item {position}")
+        relative = posixpath.normpath(str(self.items.loc[position, "id"]))
+        if relative.startswith(("../", "/")) or relative == "..":
+            raise QueryError(f"item {position} is outside the image folder")
+        return join(self.image_root, relative)

@@ -1,0 +1,1 @@
+"""Reading inputs and writing outputs on local disk or any fsspec URL."""

@@ -1,0 +1,80 @@
+"""The output folder's state across runs: who owns it, which shards are done, what to delete.
+
+A folder is ours when it holds a `_run.json`. A re-run with the same fingerprint resumes it; any
+other run is refused unless `job.overwrite=true`. Files of unfinished shards, and files another
+(killed) run wrote for a shard, are deleted so that every row is written exactly once.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+import pyarrow.parquet as pq
+from omegaconf import DictConfig
+
+from rayjobs.config.config_error import ConfigError
+from rayjobs.io.read_input import InputPlan
+from rayjobs.io.storage import join
+from rayjobs.pipeline import run_record
+from rayjobs.pipeline.write_results import DATA_DIR, ERRORS_DIR, parse_part_name, shard_of
+
+
+def claim_output(cfg: DictConfig, fs, root: str, fingerprint: str, plan: InputPlan) -> set[int]:
+    """Finished shards of an earlier run of this same job; refuses to mix in other results."""
+    if not fs.exists(root):
+        return set()
+    record = run_record.read_record(fs, root)
+    if cfg.job.get("overwrite"):
+        if record is None and fs.ls(root):
+            raise ConfigError(
+                "output.path", f"{cfg.output.path!r} is not a rayjobs output; refusing to delete it"
+            )
+        fs.rm(root, recursive=True)
+        return set()
+    if record is None:
+        if fs.isdir(root) and not fs.ls(root):
+            return set()
+        raise ConfigError("output.path", f"{cfg.output.path!r} exists and is not a rayjobs output")
+    if record.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            "output.path",
+            f"{cfg.output.path!r} holds results of a different run ({record.get('job')}, fingerprint "
+            f"{record.get('fingerprint')} != {fingerprint}): use another output.path or job.overwrite=true",
+        )
+    return run_record.read_progress(fs, root) & {shard.index for shard in plan.shards}
+
+
+def remove_shard_files(fs, root: str, shards: set[int], keep_run: str | None = None) -> None:
+    """Delete the files of `shards` (all of them, or those not written by run `keep_run`).
+
+    Unfinished shards are redone whole, and a writer of a killed run that outlives it leaves
+    files that this removes when the shard completes: no row appears twice.
+    """
+    if not shards:
+        return
+    stale = []
+    for folder in (DATA_DIR, ERRORS_DIR):
+        if len(shards) == 1:  # one shard: a prefix listing, cheap on object stores
+            (shard,) = shards
+            names = fs.glob(join(root, folder, f"part-{shard:06d}-*"))
+        else:
+            names = fs.ls(join(root, folder), detail=False) if fs.exists(join(root, folder)) else []
+        for name in names:
+            parsed = parse_part_name(posixpath.basename(name))
+            if parsed and parsed[0] in shards and parsed[1] != keep_run:
+                stale.append(name)
+    if stale:
+        fs.rm(stale)
+
+
+def error_rows(fs, root: str, shards: set[int]) -> int:
+    """Errored rows already recorded for `shards` (footers only)."""
+    path = join(root, ERRORS_DIR)
+    if not shards or not fs.exists(path):
+        return 0
+    total = 0
+    for file in fs.ls(path, detail=False):
+        if shard_of(posixpath.basename(file)) in shards:
+            with fs.open(file, "rb") as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+    return total

@@ -1,0 +1,73 @@
+"""What a run leaves next to its output: the record, the progress journal, and _SUCCESS last.
+
+_run.json     resolved config, fingerprint, status and stats
+_progress.json finished shards as ranges ("0-1523,1525"): bytes per shard, not per row
+_SUCCESS      written last, only when every shard is done and the error budget held
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from rayjobs.io.storage import join, read_text, write_bytes
+
+RECORD = "_run.json"
+PROGRESS = "_progress.json"
+SUCCESS = "_SUCCESS"
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    """A short hash of everything that decides the results."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_record(fs, root: str) -> dict[str, Any] | None:
+    text = read_text(fs, join(root, RECORD))
+    return json.loads(text) if text else None
+
+
+def write_record(fs, root: str, record: dict[str, Any]) -> None:
+    write_bytes(fs, join(root, RECORD), json.dumps(record, indent=2, default=str).encode())
+
+
+def read_progress(fs, root: str) -> set[int]:
+    text = read_text(fs, join(root, PROGRESS))
+    return decode_ranges(json.loads(text)["done"]) if text else set()
+
+
+def write_progress(fs, root: str, done: Iterable[int]) -> None:
+    write_bytes(fs, join(root, PROGRESS), json.dumps({"done": encode_ranges(done)}).encode())
+
+
+def write_success(fs, root: str) -> None:
+    write_bytes(fs, join(root, SUCCESS), b"")
+
+
+def has_success(fs, root: str) -> bool:
+    return fs.exists(join(root, SUCCESS))
+
+
+def encode_ranges(numbers: Iterable[int]) -> str:
+    """{0,1,2,5,7,8} -> "0-2,5,7-8"."""
+    ordered = sorted(set(numbers))
+    spans: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        spans.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(spans)
+
+
+def decode_ranges(text: str) -> set[int]:
+    numbers: set[int] = set()
+    for span in filter(None, text.split(",")):
+        low, _, high = span.partition("-")
+        numbers.update(range(int(low), int(high or low) + 1))
+    return numbers

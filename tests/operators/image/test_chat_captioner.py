@@ -1,0 +1,78 @@
+import io
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from operators.arrow_tensors import arrow_to_tensor
+from operators.image.chat_captioner import DEFAULT_PROMPT, ChatCaptioner
+from operators.image.decode_images import decode_rgb
+from operators.row_errors import ERROR
+
+
+def jpegs(sizes: list[tuple[int, int]]) -> list[bytes]:
+    rng = np.random.default_rng(5)
+    out = []
+    for height, width in sizes:
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def direct_caption(path: str, image: Image.Image, prompt: str, max_new_tokens: int) -> str:
+    """The checkpoint's processor, chat template and generate(), greedy, one image alone."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor, model = AutoProcessor.from_pretrained(path), AutoModelForImageTextToText.from_pretrained(path)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=[text], images=[[image]], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return processor.tokenizer.decode(
+        out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+    ).strip()
+
+
+def rgb_batch(images: list[bytes], max_side: int = 1536) -> tuple[dict, pa.Table]:
+    table = decode_rgb(pa.table({"image": images}), image_column="image", max_side=max_side)
+    return {
+        "image_rgb": table["image_rgb"].to_numpy(),
+        "image_shape": arrow_to_tensor(table["image_shape"]),
+    }, table
+
+
+def test_a_batch_of_sizes_and_prompts_matches_each_image_captioned_alone(tiny_smolvlm):
+    images = jpegs([(60, 90), (120, 40), (33, 33)])
+    batch, _ = rgb_batch(images)
+    prompts = np.array(["what is this?", None, "describe the photo"], dtype=object)
+    out = ChatCaptioner(tiny_smolvlm, max_new_tokens=8)({**batch, "prompt": prompts})
+    for data, prompt, caption in zip(images, prompts, out["caption"], strict=True):
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        assert caption == direct_caption(tiny_smolvlm, image, prompt or DEFAULT_PROMPT, 8)
+    assert all(0 < n <= 8 for n in out["generated_tokens"])
+
+
+def test_decode_rgb_bounds_the_longer_side_and_records_bad_images():
+    images = [*jpegs([(300, 200)]), b"not an image", b""]
+    table = decode_rgb(pa.table({"image": images}), image_column="image", max_side=100)
+    shapes = arrow_to_tensor(table["image_shape"])
+    assert shapes[0].tolist() == [100, 67, 3] and len(table["image_rgb"][0].as_py()) == 100 * 67 * 3
+    assert table[ERROR][0].as_py() is None
+    assert "cannot identify image" in table[ERROR][1].as_py() and table[ERROR][2].as_py().endswith(
+        "empty file (0 bytes)"
+    )
+    assert table["image_rgb"][1].as_py() is None and "image" not in table.column_names
+
+
+def test_a_checkpoint_without_a_chat_template_is_refused(tiny_blip):
+    with pytest.raises(ValueError, match="chat template"):
+        ChatCaptioner(tiny_blip)
+
+
+def test_the_system_prompt_and_the_default_prompt_reach_the_chat_template(tiny_smolvlm):
+    plain = ChatCaptioner(tiny_smolvlm, max_new_tokens=2)
+    told = ChatCaptioner(tiny_smolvlm, system_prompt="answer in french", max_new_tokens=2)
+    assert plain.chat_text(DEFAULT_PROMPT) == f"User:<image> {DEFAULT_PROMPT}<end_of_utterance>\nAssistant:"
+    assert told.chat_text("hi").startswith("System: answer in french<end_of_utterance>\nUser:<image> hi")
