@@ -20,15 +20,22 @@ def tensor_to_arrow(array: np.ndarray) -> pa.Array:
 
 
 def arrow_to_tensor(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """The (N, d1, d2, ...) numpy array of a nested fixed_size_list column without nulls."""
+    """The (N, d1, d2, ...) numpy array of a nested fixed_size_list column; null rows (a block
+    whose rows all failed upstream lacks the column, and Ray fills it with nulls) become zeros."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     shape = [len(column)]
+    valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
     values: pa.Array = column
     while pa.types.is_fixed_size_list(values.type):
         shape.append(values.type.list_size)
-        values = values.flatten()  # honours the slice offset of `column`
-    return values.to_numpy(zero_copy_only=False).reshape(shape)
+        values = values.flatten()  # honours the slice offset of `column`, skips null rows
+    dense = values.to_numpy(zero_copy_only=False).reshape([-1, *shape[1:]])
+    if valid is None:
+        return dense
+    full = np.zeros(shape, dtype=dense.dtype)
+    full[valid] = dense
+    return full
 
 
 def lists_to_arrow(rows: list[np.ndarray], dtype: pa.DataType | None = None) -> pa.Array:

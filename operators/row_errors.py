@@ -1,4 +1,5 @@
-"""Bad rows are data: each row carries an error reason and the stage that set it (null = good)."""
+"""Row outcomes other than written: errored (a reason and the stage that failed) and filtered (the
+rule that dropped the row, with its value). Both are data, carried as columns; null = still good."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pyarrow.compute as pc
 
 ERROR = "_error"
 ERROR_STAGE = "_error_stage"
+FILTERED = "_filtered"
+FILTER_STAGE = "_filter_stage"
 
 
 def add_error_columns(table: pa.Table) -> pa.Table:
@@ -22,27 +25,46 @@ def add_error_columns(table: pa.Table) -> pa.Table:
 
 
 def good_rows(table: pa.Table) -> np.ndarray:
-    """Boolean mask of the rows no stage has marked."""
+    """Boolean mask of the rows no stage has marked errored or filtered."""
+    good = np.ones(table.num_rows, dtype=bool)
+    for name in (ERROR, FILTERED):
+        if name in table.column_names:
+            good &= pc.is_null(table[name]).to_numpy(zero_copy_only=False)
+    return good
+
+
+def errored_rows(table: pa.Table) -> np.ndarray:
     if ERROR not in table.column_names:
-        return np.ones(table.num_rows, dtype=bool)
-    return pc.is_null(table[ERROR]).to_numpy(zero_copy_only=False)
+        return np.zeros(table.num_rows, dtype=bool)
+    return pc.is_valid(table[ERROR]).to_numpy(zero_copy_only=False)
 
 
 def mark_errors(table: pa.Table, reasons: Sequence[str | None], stage: str) -> pa.Table:
-    """Record `reasons` (None = no error) on rows that were still good; earlier errors win."""
-    table = add_error_columns(table)
+    """Record `reasons` (None = no error) on rows that were still good; earlier outcomes win."""
+    return _mark(add_error_columns(table), reasons, stage, ERROR, ERROR_STAGE)
+
+
+def mark_filtered(table: pa.Table, reasons: Sequence[str | None], stage: str) -> pa.Table:
+    """Drop rows by a rule: `reasons` name it with the value (e.g. "clip_score 0.18 < 0.25")."""
+    for name in (FILTERED, FILTER_STAGE):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    return _mark(table, reasons, stage, FILTERED, FILTER_STAGE)
+
+
+def _mark(table: pa.Table, reasons: Sequence[str | None], stage: str, reason_col: str, stage_col: str):
     fresh = np.array([reason is not None for reason in reasons], dtype=bool) & good_rows(table)
     if not fresh.any():
         return table
-    errors = table[ERROR].to_pylist()
-    stages = table[ERROR_STAGE].to_pylist()
+    marked = table[reason_col].to_pylist()
+    stages = table[stage_col].to_pylist()
     for i in np.flatnonzero(fresh):
-        errors[i] = _one_line(reasons[i])
+        marked[i] = _one_line(reasons[i])
         stages[i] = stage
-    table = table.set_column(table.schema.get_field_index(ERROR), ERROR, pa.array(errors, pa.string()))
-    return table.set_column(
-        table.schema.get_field_index(ERROR_STAGE), ERROR_STAGE, pa.array(stages, pa.string())
+    table = table.set_column(
+        table.schema.get_field_index(reason_col), reason_col, pa.array(marked, pa.string())
     )
+    return table.set_column(table.schema.get_field_index(stage_col), stage_col, pa.array(stages, pa.string()))
 
 
 def describe(error: BaseException) -> str:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from operators.arrow_tensors import arrow_to_tensor
 from rayjobs.config.check_config import check_columns, required
 from rayjobs.config.config_error import ConfigError
+from rayjobs.config.optional_deps import require
 from rayjobs.index.index_files import (
     ITEMS_DIR,
     PARTS_DIR,
@@ -46,6 +47,7 @@ log = logging.getLogger("rayjobs")
 
 def run(cfg: DictConfig) -> RunResult:
     started = time.monotonic()
+    require("faiss", "index", key="index")  # the fill tasks import it: fail here, not inside Ray
     required(cfg, "input.path")
     source, record = locate_embeddings(cfg.input)
     reading = {**OmegaConf.to_container(cfg.input, resolve=True), "path": source, "format": "parquet"}

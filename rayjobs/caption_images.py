@@ -45,8 +45,7 @@ def run(cfg: DictConfig) -> RunResult:
     results = ["caption", "generated_tokens", *(["prompt"] if template else [])]
     job = start_job(
         cfg,
-        inputs=inputs,
-        outputs=("caption", "generated_tokens"),
+        models={"model": (inputs, ("caption", "generated_tokens"))},
         columns=[*checked, *(("prompt.template", name) for name in needed)],
     )
     if job.result:  # this exact job already finished in output.path

@@ -23,7 +23,8 @@ from rayjobs.pipeline.write_results import write_results
 
 def run(cfg: DictConfig) -> RunResult:
     read_columns, checked = image_columns(cfg)
-    job = start_job(cfg, inputs=("pixel_values",), outputs=("embedding",), columns=checked)
+    models = {"model": (("pixel_values",), ("embedding",))}  # model stage: (its inputs, what we need)
+    job = start_job(cfg, models=models, columns=checked)
     if job.result:  # this exact job already finished in output.path
         return job.result
 

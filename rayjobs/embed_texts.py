@@ -21,7 +21,8 @@ from rayjobs.pipeline.write_results import write_results
 
 def run(cfg: DictConfig) -> RunResult:
     text = cfg.input.text_column
-    job = start_job(cfg, inputs=("input_ids",), outputs=("embedding",), columns=[("input.text_column", text)])
+    models = {"model": (("input_ids",), ("embedding",))}  # model stage: (its inputs, what we need)
+    job = start_job(cfg, models=models, columns=[("input.text_column", text)])
     if job.result:  # this exact job already finished in output.path
         return job.result
     keep = list(cfg.output.columns)

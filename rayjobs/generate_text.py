@@ -36,7 +36,8 @@ def run(cfg: DictConfig) -> RunResult:
     else:
         needed, key = [prompt.column], "prompt.column"
     inputs = ("input_ids", "max_new_tokens", "temperature", "top_p", "n", "seed")
-    job = start_job(cfg, inputs=inputs, outputs=tuple(RESULTS), columns=[(key, name) for name in needed])
+    models = {"model": (inputs, tuple(RESULTS))}
+    job = start_job(cfg, models=models, columns=[(key, name) for name in needed])
     if not job.result:
         rows = read_input(job.plan, job.todo, cfg.input, columns=[*needed, *cfg.output.columns])
         prompts = rows.map_batches(

@@ -5,6 +5,8 @@
     GET  /                                  the search page (search box, result grid, thumbnails)
     GET  /api/info                          rows, index kind, metadata columns, whether items are images
     GET  /api/search?q=text&k=10&filter=column:value
+                                            a query over the model's token limit is cut to it, and
+                                            the answer says "truncated": true
     POST /api/search/image?k=10             body: the image bytes (Content-Type image/*)
     GET  /api/items/<position>/thumbnail    a JPEG of an indexed image (items of the index only)
 
@@ -16,10 +18,10 @@ Bad requests get a 4xx with {"detail": "..."}; the replica keeps serving.
 import io
 import json
 import logging
-import sys
 import time
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig
 
@@ -37,7 +39,7 @@ def build_app(index_path: str, limits: dict[str, Any], storage_options: dict[str
     from fastapi.responses import HTMLResponse, Response
 
     from rayjobs.index.query_encoder import IMAGE_JOBS, QueryError
-    from rayjobs.index.search_index import SearchIndex
+    from rayjobs.index.search_index import QUERY_ATTRS, SearchIndex
     from rayjobs.io.storage import filesystem
 
     index = SearchIndex(index_path, storage_options)
@@ -51,9 +53,10 @@ def build_app(index_path: str, limits: dict[str, Any], storage_options: dict[str
     def parse_k(raw: str | None) -> int:
         if raw is None:
             return 10
-        if not raw.isdigit() or not 1 <= int(raw) <= limits["max_k"]:
+        k = _row_number(raw)
+        if k is None or not 1 <= k <= limits["max_k"]:
             raise bad(f"k must be an integer from 1 to {limits['max_k']}, got {raw[:20]!r}")
-        return int(raw)
+        return k
 
     def parse_filters(raw: list[str]) -> dict[str, str]:
         filters = {}
@@ -70,6 +73,8 @@ def build_app(index_path: str, limits: dict[str, Any], storage_options: dict[str
             found = run()
         except QueryError as error:
             raise bad(str(error)) from None
+        # A text search says whether the query was cut to the model's token limit.
+        echo.update({key: found.attrs[key] for key in QUERY_ATTRS if key in found.attrs})
         records = json.loads(found.to_json(orient="records"))
         for record in records:
             if images:
@@ -112,9 +117,9 @@ def build_app(index_path: str, limits: dict[str, Any], storage_options: dict[str
         if not kind.startswith(UPLOAD_TYPES):
             raise bad(f"upload an image (Content-Type image/*), not {kind[:50]!r}", 415)
         most = limits["max_upload_mb"] * 2**20
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > most:
-            raise bad(f"upload of {int(declared)} bytes; the limit is {most}", 413)
+        declared = _row_number(request.headers.get("content-length") or "")
+        if declared is not None and declared > most:
+            raise bad(f"upload of {declared} bytes; the limit is {most}", 413)
         data = bytearray()
         async for chunk in request.stream():  # counted as it arrives: a lying Content-Length is no way round
             data += chunk
@@ -128,10 +133,11 @@ def build_app(index_path: str, limits: dict[str, Any], storage_options: dict[str
 
     @app.get("/api/items/{position:path}/thumbnail")  # :path, so "../x" reaches the check below
     def thumbnail(position: str) -> Response:
-        if not position.isdigit():
+        row = _row_number(position)
+        if row is None:
             raise bad(f"item must be a row position (a number), got {position[:50]!r}")
         try:
-            path = index.image_path(int(position))
+            path = index.image_path(row)
         except QueryError as error:
             raise bad(str(error), 404) from None
         options = (index.info.get("source") or {}).get("storage_options") or {}
@@ -143,6 +149,13 @@ def build_app(index_path: str, limits: dict[str, Any], storage_options: dict[str
             raise bad(f"item {position}: cannot make a thumbnail ({type(error).__name__})", 404) from None
 
     return app
+
+
+def _row_number(raw: str) -> int | None:
+    """A plain decimal number, else None (isdigit() alone passes "²" and huge numbers int() refuses)."""
+    if not raw or len(raw) > 18 or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)
 
 
 def _thumbnail(data: bytes, size: int) -> bytes:
@@ -219,20 +232,15 @@ class SearchService:
         return Response(sent["body"], status_code=sent["status"], headers=headers)
 
 
-def main() -> None:
-    import rayjobs
-    from rayjobs.pipeline.cli import setup_logging
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    from rayjobs.pipeline.cli import run_cli
 
-    if {"-h", "--help"} & set(sys.argv[1:]):
-        print(__doc__)
-        sys.exit(0)
-    setup_logging()
-    try:
-        cfg = rayjobs.compose("serve_index", sys.argv[1:])
-        url = start(cfg)
-    except ConfigError as error:
-        print(f"rayjobs serve_index: config error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli("serve_index", argv, run=serve_forever, about=__doc__)
+
+
+def serve_forever(cfg: DictConfig) -> int:
+    """Start the service and keep it up until Ctrl-C (a bad config raises ConfigError first)."""
+    url = start(cfg)
     print(f"[rayjobs] serving {cfg.index.path} at {url} (Ctrl-C stops)", flush=True)
     try:
         while True:
@@ -241,6 +249,7 @@ def main() -> None:
         from ray import serve
 
         serve.shutdown()
+    return 0
 
 
 if __name__ == "__main__":

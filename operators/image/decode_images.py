@@ -97,7 +97,7 @@ def decode_images(
     revision: str | None = None,
     max_pixels: int = 178_956_970,
     keep_image: bool = False,
-    jpeg_draft: bool = False,
+    jpeg_draft: bool = False,  # opt-in: faster, but pixels differ from the checkpoint processor's
 ) -> pa.Table:
     """Adds `pixel_values` (uint8, N x 3 x H x W); undecodable images become errors."""
     processor = load_image_processor(model_path, revision)

@@ -15,8 +15,6 @@ from rayjobs.config.config_error import ConfigError
 from rayjobs.config.stage_spec import STAGE_KEYS, StageSpec
 from rayjobs.io.read_text_files import LINE_FORMATS
 
-ACTOR_KEYS = (*STAGE_KEYS, "num_threads", "max_batch_size")
-
 
 def required(cfg: DictConfig, *keys: str) -> None:
     """Keys left at ??? (Hydra's missing value) or null."""
@@ -29,46 +27,52 @@ def required(cfg: DictConfig, *keys: str) -> None:
 
 def operator_config(model: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """(`_target_`, constructor kwargs) of a model node: everything that is not a stage key."""
-    kwargs = {k: v for k, v in model.items() if k != "_target_" and k not in ACTOR_KEYS}
+    kwargs = {k: v for k, v in model.items() if k != "_target_" and k not in STAGE_KEYS}
     return str(model.get("_target_")), kwargs
 
 
 def check_operator(
-    model: Mapping[str, Any], inputs: tuple[str, ...], job: str, outputs: tuple[str, ...] = ()
+    model: Mapping[str, Any],
+    inputs: tuple[str, ...],
+    job: str,
+    outputs: tuple[str, ...] = (),
+    key: str = "model",
 ) -> type:
-    """Bind the model node's keys to its operator's signature without loading anything."""
+    """Bind the `key` node's keys to its operator's signature without loading anything."""
     target, kwargs = operator_config(model)
     if not model.get("_target_"):
-        raise ConfigError("model._target_", "is required (the operator class, e.g. operators.TextEmbedder)")
+        raise ConfigError(f"{key}._target_", "is required (the operator class, e.g. operators.TextEmbedder)")
     try:
         operator = get_class(target)
     except Exception as error:
-        raise ConfigError("model._target_", f"cannot import {target!r} ({error})") from None
+        raise ConfigError(f"{key}._target_", f"cannot import {target!r} ({error})") from None
     parameters = inspect.signature(operator).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    for key in kwargs:
-        if key not in parameters and not accepts_any:
-            raise ConfigError(f"model.{key}", f"{target} has no parameter {key!r}")
+    for name in kwargs:
+        if name not in parameters and not accepts_any:
+            raise ConfigError(f"{key}.{name}", f"{target} has no parameter {name!r}")
     try:
         inspect.signature(operator).bind(**kwargs)
     except TypeError as error:
-        raise ConfigError("model", f"{target}: {error}") from None
+        raise ConfigError(key, f"{target}: {error}") from None
     made = tuple(getattr(operator, "outputs", ()))
     if tuple(getattr(operator, "inputs", ())) != inputs or not set(outputs) <= set(made):
         raise ConfigError(
-            "model",
+            key,
             f"{target} maps {getattr(operator, 'inputs', '?')} to {made}; {job} feeds {inputs} and needs "
             f"{outputs}: choose a model preset made for this job",
         )
     if "path" in kwargs:
         problem = check_model_reference(str(kwargs["path"]))
         if problem:
-            raise ConfigError("model.path", problem)
+            raise ConfigError(f"{key}.path", problem)
     return operator
 
 
-def check_job(cfg: DictConfig) -> tuple[StageSpec, StageSpec]:
-    """The checks every job shares; returns the (preprocess, model) stage specs."""
+def check_job(
+    cfg: DictConfig, cpu_stages: Iterable[str] = ("preprocess",), model_stages: Iterable[str] = ("model",)
+) -> dict[str, StageSpec]:
+    """The checks every job shares; returns each stage's spec by its config key."""
     required(cfg, "input.path", "output.path")
     limit = cfg.job.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -84,15 +88,16 @@ def check_job(cfg: DictConfig) -> tuple[StageSpec, StageSpec]:
     shard_rows = cfg.input.get("shard_rows")
     if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
         raise ConfigError("input.shard_rows", f"must be a positive integer, got {shard_rows!r}")
-    threads = cfg.model.get("num_threads")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ConfigError("model.num_threads", f"must be a positive integer or null, got {threads!r}")
-    largest = cfg.model.get("max_batch_size", 1024)
-    if isinstance(largest, bool) or not isinstance(largest, int) or largest < 1:
-        raise ConfigError("model.max_batch_size", f"must be a positive integer, got {largest!r}")
-    return StageSpec.parse(cfg.preprocess, "preprocess", whole_blocks=True), StageSpec.parse(
-        cfg.model, "model", auto=True
-    )
+    stages = {key: StageSpec.parse(_node(cfg, key), key, whole_blocks=True) for key in cpu_stages}
+    stages.update({key: StageSpec.parse(_node(cfg, key), key, auto=True) for key in model_stages})
+    return stages
+
+
+def _node(cfg: DictConfig, key: str) -> DictConfig:
+    node = cfg.get(key)
+    if not isinstance(node, DictConfig):
+        raise ConfigError(key, "is required: this job's stage config (batch_size, num_cpus, ...)")
+    return node
 
 
 def check_columns(schema: pa.Schema | None, columns: Iterable[tuple[str, str | None]]) -> None:

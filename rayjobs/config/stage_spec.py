@@ -12,19 +12,22 @@ from typing import Any
 
 from rayjobs.config.config_error import ConfigError
 
-STAGE_KEYS = ("batch_size", "concurrency", "num_cpus", "num_gpus", "memory")
+STAGE_KEYS = ("batch_size", "concurrency", "num_cpus", "num_gpus", "memory", "num_threads", "max_batch_size")
 
 
 @dataclass(frozen=True)
 class StageSpec:
     """Resources of one stage. num_gpus may be "auto": 1 when the cluster has GPUs, else 0;
-    batch_size may be "auto" for actors: each probes its own (rayjobs.pipeline.batch_probe)."""
+    batch_size may be "auto" for actors: each probes its own (rayjobs.pipeline.batch_probe),
+    never above max_batch_size; num_threads: torch threads per CPU actor (null: its share)."""
 
     batch_size: int | str | None
     num_cpus: float = 1.0
     num_gpus: float | str = 0.0
     concurrency: int | tuple[int, int] | None = None
     memory: int | None = None
+    num_threads: int | None = None
+    max_batch_size: int = 1024
 
     @classmethod
     def parse(
@@ -47,7 +50,14 @@ class StageSpec:
         memory = node.get("memory")
         if memory is not None:
             memory = int(_non_negative(memory, f"{key}.memory"))
-        return cls(batch_size, num_cpus, num_gpus, _concurrency(node.get("concurrency"), key), memory)
+        threads = node.get("num_threads")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"{key}.num_threads", f"must be a positive integer or null, got {threads!r}")
+        largest = node.get("max_batch_size", 1024)
+        if isinstance(largest, bool) or not isinstance(largest, int) or largest < 1:
+            raise ConfigError(f"{key}.max_batch_size", f"must be a positive integer, got {largest!r}")
+        concurrency = _concurrency(node.get("concurrency"), key)
+        return cls(batch_size, num_cpus, num_gpus, concurrency, memory, threads, largest)
 
     def gpus(self, cluster_gpus: float) -> float:
         """GPUs per worker once the cluster is known."""

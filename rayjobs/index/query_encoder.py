@@ -3,6 +3,7 @@ through the same decode and image tower the embedding job used."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,19 @@ IMAGE_JOBS = ("embed_images",)
 
 class QueryError(ValueError):
     """A query this index cannot answer (the message says why); HTTP answers it with a 4xx."""
+
+
+@dataclass(frozen=True)
+class TextQuery:
+    """A text query as the model saw it: its vector, and whether it was cut to the model's limit."""
+
+    vector: np.ndarray
+    tokens: int  # tokens of the whole query, special tokens included
+    limit: int  # the most tokens the model takes
+
+    @property
+    def truncated(self) -> bool:
+        return self.tokens > self.limit
 
 
 class QueryEncoder:
@@ -33,6 +47,10 @@ class QueryEncoder:
 
     def text(self, query: str) -> np.ndarray:
         """One vector for a text query (a sentence model, or a CLIP/SigLIP text tower)."""
+        return self.encode_text(query).vector
+
+    def encode_text(self, query: str) -> TextQuery:
+        """The query's vector, cut (as the embedding jobs cut texts) to what the model takes."""
         if not self.model.get("path"):
             raise QueryError("this index does not record the model that made its vectors: search by vector")
         from operators.text.text_embedder import TextEmbedder
@@ -42,10 +60,16 @@ class QueryEncoder:
         if self._text is None:
             extra = {k: self.model[k] for k in ("pooling", "normalize") if self.model.get(k) is not None}
             self._text = TextEmbedder(self.model["path"], **self.options, **extra)
-        ids = tokenizer([query.lower() if lowercase else query], truncation=True, max_length=limit)[
-            "input_ids"
-        ]
-        return self._text({"input_ids": [np.asarray(ids[0], dtype=np.int32)]})["embedding"][0]
+        # A tokenizer that records no limit (512 then) or too high a one must not outrun the positions.
+        limit = min(limit, positions(self._text.model.config) or limit)
+        text = query.lower() if lowercase else query
+        ids = tokenizer([text], truncation=True, max_length=limit)["input_ids"][0]
+        if not ids:
+            raise QueryError("the query has no tokens this model reads")
+        # Only a query that fills the limit can have been cut: count it whole to tell.
+        tokens = len(tokenizer([text])["input_ids"][0]) if len(ids) >= limit else len(ids)
+        vector = self._text({"input_ids": [np.asarray(ids, dtype=np.int32)]})["embedding"][0]
+        return TextQuery(vector=vector, tokens=tokens, limit=limit)
 
     def image(self, data: bytes) -> np.ndarray:
         """One vector for an image query, decoded as the embedding job decoded its images."""
@@ -69,3 +93,13 @@ class QueryEncoder:
         if self._image is None:
             self._image = ImageEmbedder(self.model["path"], **self.options)
         return self._image({"pixel_values": arrow_to_tensor(table["pixel_values"])})["embedding"][0]
+
+
+def positions(config: Any) -> int | None:
+    """Token positions of a model's text tower (CLIP/SigLIP keep theirs in text_config); None: no cap."""
+    config = getattr(config, "text_config", None) or config
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from rayjobs.config.config_error import ConfigError
+from rayjobs.config.optional_deps import require
 from rayjobs.index.index_files import ITEMS_DIR, POSITION, RECORD, load_index, prepare_vectors
 from rayjobs.index.index_spec import IVF_KINDS, IndexSpec
 from rayjobs.index.query_encoder import QueryEncoder, QueryError
@@ -24,10 +25,12 @@ from rayjobs.io.storage import filesystem, join, read_bytes
 from rayjobs.pipeline import run_record
 
 MAX_K = 1000
+QUERY_ATTRS = ("truncated", "query_tokens", "token_limit")  # DataFrame.attrs of a text search
 
 
 class SearchIndex:
     def __init__(self, path: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        require("faiss", "index", key="index.path")  # search, serve_index and the notebook open indexes here
         fs, root = filesystem(path, storage_options)
         if not run_record.has_success(fs, root):
             raise ConfigError(
@@ -57,9 +60,16 @@ class SearchIndex:
         return (self.info.get("source") or {}).get("image_root")
 
     def search_text(self, query: str, k: int = 10, filters: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Top k items for a text query; `attrs` say whether it was cut to the model's token limit."""
         if not query or not query.strip():
             raise QueryError("empty query")
-        return self.search_vector(self.encoder.text(query), k, filters)
+        encoded = self.encoder.encode_text(query)
+        found = self.search_vector(encoded.vector, k, filters)
+        # On the frame, not in a column: the notebook, the CLI and HTTP all read the same three keys.
+        found.attrs.update(
+            truncated=encoded.truncated, query_tokens=encoded.tokens, token_limit=encoded.limit
+        )
+        return found
 
     def search_image(
         self, data: bytes, k: int = 10, filters: Mapping[str, Any] | None = None

@@ -1,15 +1,23 @@
-"""The life of one job run, shared by every job: check, plan, claim the output, start Ray,
-then stream the write manifest to count progress, resume state and the final record."""
+"""The run contract, shared by every job shape: check, plan, claim the output, start Ray, then
+stream the write manifest to count progress, resume state and the final record.
+
+A job declares its chain: CPU stages (each a config block: batch size, CPUs, concurrency) and
+zero or more model stages (each its own actor pool and config block), then the writer. Every
+input row ends in exactly one outcome, written, errored or filtered (a row fanned out into k
+children in k of them, each counting 1/k), and a shard is done when its rows' outcomes add up.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -20,11 +28,16 @@ from rayjobs.config.stage_spec import StageSpec
 from rayjobs.io.read_input import InputPlan, Shard, plan_input
 from rayjobs.io.storage import filesystem
 from rayjobs.pipeline import run_record
-from rayjobs.pipeline.output_folder import claim_output, error_rows, remove_shard_files
+from rayjobs.pipeline.fingerprint import fingerprint_parts
+from rayjobs.pipeline.output_folder import claim_output, outcome_rows, remove_shard_files
 from rayjobs.pipeline.run_stats import pa_sum, stage_summaries, versions
 from rayjobs.pipeline.runtime import Cluster, check_fits, local_gpus, model_threads, start_ray
+from rayjobs.pipeline.write_results import DATA_DIR, ERRORS_DIR, FILTERED_DIR
 
 log = logging.getLogger("rayjobs")
+
+# A model stage: (the columns it is fed, the outputs the job needs from it).
+ModelIO = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass
@@ -41,14 +54,16 @@ class RunResult:
     ok: bool = True
     already_done: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
+    rows_filtered: int = 0
 
     def summary(self) -> str:
         if self.already_done:
             done = f"{self.rows_written} rows"
             return f"{self.job}: already finished in {self.output_path} ({done}); nothing to do"
         state = "done" if self.ok else "FAILED (error budget exceeded)"
+        filtered = f", {self.rows_filtered} filtered" if self.rows_filtered else ""
         return (
-            f"{self.job}: {state}: {self.rows_written} rows written, {self.rows_errored} errors, "
+            f"{self.job}: {state}: {self.rows_written} rows written, {self.rows_errored} errors{filtered}, "
             f"{self.seconds:.1f} s, {self.rows_per_second:.1f} rows/s -> {self.output_path}"
         )
 
@@ -60,38 +75,41 @@ class JobRun:
     todo: list[Shard]
     done: set[int]
     cluster: Cluster
-    preprocess: StageSpec
-    model: StageSpec
+    tasks: dict[str, StageSpec]  # CPU stages by config key
+    models: dict[str, StageSpec]  # model stages (actor pools) by config key
     fingerprint: str
+    fingerprinted: dict[str, Any]  # what the fingerprint hashes: kept to name a changed key
     fs: Any
     root: str
     started: float
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     result: RunResult | None = None
 
-    def task_args(self) -> dict[str, Any]:
-        """map_batches arguments of the CPU preprocess stage."""
-        return {"batch_format": "pyarrow", **self.preprocess.ray_args(actor=False)}
+    def task_args(self, stage: str = "preprocess") -> dict[str, Any]:
+        """map_batches arguments of a CPU stage."""
+        return {"batch_format": "pyarrow", **self.tasks[stage].ray_args(actor=False)}
 
-    def model_args(self) -> dict[str, Any]:
-        """map_batches arguments of the model stage, constructor included."""
-        target, kwargs = operator_config(OmegaConf.to_container(self.cfg.model, resolve=True))
-        threads = model_threads(self.model, self.cluster, self.cfg.model.get("num_threads"))
+    def model_args(self, stage: str = "model") -> dict[str, Any]:
+        """map_batches arguments of a model stage (ModelStage), constructor included."""
+        spec = self.models[stage]
+        target, kwargs = operator_config(OmegaConf.to_container(self.cfg[stage], resolve=True))
+        actors = sum(model.max_workers() or 1 for model in self.models.values())
         return {
             "batch_format": "pyarrow",
             "fn_constructor_kwargs": {
                 "target": target,
                 "kwargs": kwargs,
-                "num_threads": threads,
-                "batch_size": self.model.batch_size,
-                "max_batch_size": int(self.cfg.model.get("max_batch_size") or 1024),
+                "num_threads": model_threads(spec, self.cluster, actors),
+                "batch_size": spec.batch_size,
+                "max_batch_size": spec.max_batch_size,
+                "stage": stage,
             },
-            **self.model.ray_args(actor=True, cluster_gpus=self.cluster.gpus),
+            **spec.ray_args(actor=True, cluster_gpus=self.cluster.gpus),
         }
 
     def write_args(self, results: list[str], error_columns: list[str] | None = None) -> dict[str, Any]:
-        """map_batches arguments of the write stage: `results` are the columns the model made,
-        `error_columns` the ones errored rows keep too (next to id, stage and reason)."""
+        """map_batches arguments of the write stage: `results` are the columns the stages made,
+        `error_columns` the ones errored and filtered rows keep too (next to id, stage, reason)."""
         output = OmegaConf.to_container(self.cfg.output, resolve=True)
         options = {
             **output,
@@ -110,48 +128,54 @@ class JobRun:
 
     def finish(self, manifest) -> RunResult:
         """Consume the write manifest: progress lines, the journal, the record, _SUCCESS last."""
-        counts: dict[int, int] = {}
+        settled: dict[int, Fraction] = {}  # input rows with an outcome, per shard
         sizes = {shard.index: shard.rows for shard in self.todo}
         finished: list[int] = []  # done in this run, not yet journalled
-        errors = written = 0
+        outputs = dict.fromkeys(("rows", "errors", "filtered"), 0)  # output rows, by outcome
         last_flush = time.monotonic()
         interval = float(self.cfg.job.get("progress_interval_s") or 10)
         first: tuple[float, int] | None = None  # (time, rows) of the first results: steady-state rate
-        batch_sizes: set[int] = set()  # what the model actors ran at (probed when batch_size=auto)
+        batch_sizes: dict[str, set[int]] = {}  # what each model stage ran at (probed when auto)
         for batch in manifest.iter_batches(batch_size=None, batch_format="pyarrow"):
             if first is None:
                 first = (time.monotonic(), int(pa_sum(batch["rows"])))
-            batch_sizes.update(size for size in batch["batch_size"].to_pylist() if size)
-            for shard, rows, errs in zip(
-                *(batch[c].to_pylist() for c in ("shard", "rows", "errors")), strict=True
-            ):
-                counts[shard] = counts.get(shard, 0) + rows
-                written += rows - errs
-                errors += errs
-                if counts[shard] == sizes[shard]:
+            for entry in batch.to_pylist():
+                for stage, size in json.loads(entry["batch_sizes"] or "{}").items():
+                    batch_sizes.setdefault(stage, set()).add(size)
+                shard = entry["shard"]
+                settled[shard] = settled.get(shard, Fraction(0)) + Fraction(entry["rows"], entry["parts"])
+                for name in outputs:
+                    outputs[name] += entry[name]
+                if settled[shard] == sizes[shard]:
                     finished.append(shard)
             if time.monotonic() - last_flush >= interval:
                 self._journal(finished)
-                self._log_progress(written + errors, errors)
+                self._log_progress(int(sum(settled.values())), outputs["errors"], outputs["filtered"])
                 last_flush = time.monotonic()
         self._journal(finished)
-        over = [s for s, n in counts.items() if n > sizes[s]]
-        missing = [s.index for s in self.todo if counts.get(s.index, 0) < s.rows]
+        over = [s for s, n in settled.items() if n > sizes[s]]
+        missing = [s.index for s in self.todo if settled.get(s.index, 0) < s.rows]
         if over or missing:
             raise RuntimeError(f"shard accounting failed: duplicated {over[:5]}, incomplete {missing[:5]}")
-        timing = {}
+        timing: dict[str, Any] = {}
         if first is not None:
             seconds = time.monotonic() - first[0]
+            rate = (outputs["rows"] - first[1]) / seconds if seconds > 0 else None
             timing = {
                 "first_results_s": round(first[0] - self.started, 3),
-                "steady_rows_per_s": round((written + errors - first[1]) / seconds, 3)
-                if seconds > 0
-                else None,
+                "steady_rows_per_s": round(rate, 3) if rate is not None else None,
             }
-        timing["model_batch_size"] = sorted(batch_sizes)
-        if self.model.batch_size == "auto":
-            log.info("%s: model.batch_size=auto ran at %s", self.cfg.job.name, sorted(batch_sizes))
-        return self._record(written, errors, stage_summaries(manifest), timing)
+        timing["model_batch_size"] = {stage: sorted(found) for stage, found in batch_sizes.items()}
+        for stage, spec in self.models.items():
+            if spec.batch_size == "auto":
+                ran = sorted(batch_sizes.get(stage, ()))
+                log.info("%s: %s.batch_size=auto ran at %s", self.cfg.job.name, stage, ran)
+        this_run = {
+            DATA_DIR: outputs["rows"] - outputs["errors"] - outputs["filtered"],
+            ERRORS_DIR: outputs["errors"],
+            FILTERED_DIR: outputs["filtered"],
+        }
+        return self._record(this_run, stage_summaries(manifest), timing)
 
     def _journal(self, finished: list[int]) -> None:
         """Mark shards done, after removing any file of theirs that another run wrote."""
@@ -161,41 +185,43 @@ class JobRun:
         finished.clear()
         run_record.write_progress(self.fs, self.root, self.done)
 
-    def _log_progress(self, processed: int, errors: int) -> None:
+    def _log_progress(self, settled: int, errors: int, filtered: int) -> None:
         total = sum(shard.rows for shard in self.todo)
         seconds = time.monotonic() - self.started
-        rate = processed / seconds if seconds else 0.0
-        left = (total - processed) / rate if rate else float("inf")
+        rate = settled / seconds if seconds else 0.0
+        left = (total - settled) / rate if rate else float("inf")
         log.info(
-            "%s: %d/%d rows (%.0f%%), %.1f rows/s, %d errors, ~%s left",
+            "%s: %d/%d rows (%.0f%%), %.1f rows/s, %d errors, %d filtered, ~%s left",
             self.cfg.job.name,
-            processed,
+            settled,
             total,
-            100 * processed / max(1, total),
+            100 * settled / max(1, total),
             rate,
             errors,
+            filtered,
             _duration(left),
         )
 
-    def _record(self, written: int, errors: int, stages: list[dict[str, str]], timing: dict) -> RunResult:
+    def _record(self, this_run: dict[str, int], stages: list[dict[str, str]], timing: dict) -> RunResult:
+        """Totals over this run and the shards earlier runs finished; the record; _SUCCESS."""
         seconds = time.monotonic() - self.started
         resumed = {shard.index for shard in self.plan.shards} - {shard.index for shard in self.todo}
-        resumed_rows = sum(shard.rows for shard in self.plan.shards if shard.index in resumed)
-        resumed_errors = error_rows(self.fs, self.root, resumed)
-        total_written = written + resumed_rows - resumed_errors
-        total_errors = errors + resumed_errors
-        rows = self.plan.rows
-        ok = total_errors <= float(self.cfg.job.max_error_fraction) * rows
+        earlier = outcome_rows(self.fs, self.root, resumed)
+        total = {folder: this_run[folder] + earlier[folder] for folder in this_run}
+        outputs_now = sum(this_run.values())
+        # The budget is a share of output rows: with fan-out an input row may become several.
+        ok = total[ERRORS_DIR] <= float(self.cfg.job.max_error_fraction) * sum(total.values())
         stats = {
             "fingerprint": self.fingerprint,
-            "rows_in": rows,
-            "rows_written": total_written,
-            "rows_errored": total_errors,
-            "rows_this_run": written + errors,
-            "rows_resumed": resumed_rows,
+            "rows_in": self.plan.rows,
+            "rows_written": total[DATA_DIR],
+            "rows_errored": total[ERRORS_DIR],
+            "rows_filtered": total[FILTERED_DIR],
+            "rows_this_run": outputs_now,
+            "rows_resumed": sum(earlier.values()),
             "shards": len(self.plan.shards),
             "wall_s": round(seconds, 3),
-            "rows_per_s": round((written + errors) / seconds, 3) if seconds else None,
+            "rows_per_s": round(outputs_now / seconds, 3) if seconds else None,
             **timing,
             "cluster": asdict(self.cluster),
             "stages": stages,
@@ -206,13 +232,14 @@ class JobRun:
         return RunResult(
             self.cfg.job.name,
             str(self.cfg.output.path),
-            rows,
-            total_written,
-            total_errors,
+            self.plan.rows,
+            total[DATA_DIR],
+            total[ERRORS_DIR],
             seconds,
             stats["rows_per_s"] or 0.0,
             ok=ok,
             stats=stats,
+            rows_filtered=total[FILTERED_DIR],
         )
 
     def _write_record(self, status: str, stats: dict[str, Any]) -> None:
@@ -223,6 +250,7 @@ class JobRun:
                 "job": self.cfg.job.name,
                 "status": status,
                 "fingerprint": self.fingerprint,
+                "fingerprinted": self.fingerprinted,
                 "config": OmegaConf.to_container(self.cfg, resolve=True),
                 "stats": stats,
                 "versions": versions(),
@@ -234,26 +262,38 @@ class JobRun:
 def start_job(
     cfg: DictConfig,
     *,
-    inputs: tuple[str, ...],
-    outputs: tuple[str, ...],
+    models: Mapping[str, ModelIO],
+    tasks: Iterable[str] = ("preprocess",),
     columns: Iterable[tuple[str, str | None]] = (),
 ) -> JobRun:
-    """Everything before the pipeline: checks (ConfigError, before Ray), output claim, Ray."""
+    """Everything before the pipeline: checks (ConfigError, before Ray), output claim, Ray.
+
+    `models`: config key of each model stage -> (inputs it is fed, outputs the job needs), in
+    chain order; {} for a CPU-only job (no actor pool, no GPU). `tasks`: the CPU stages' keys.
+    `columns`: (config key, input column) pairs that must exist in the input.
+    """
     started = time.monotonic()
-    preprocess, model = check_job(cfg)
-    check_operator(OmegaConf.to_container(cfg.model, resolve=True), inputs, cfg.job.name, outputs)
-    if model.num_gpus not in ("auto", 0.0) and not _joins_cluster(cfg) and local_gpus() == 0:
-        raise ConfigError("model.num_gpus", f"asks {model.num_gpus:g} GPU but this machine has none")
+    tasks = tuple(tasks)
+    specs = check_job(cfg, tasks, models)
+    for key, (inputs, outputs) in models.items():
+        check_operator(OmegaConf.to_container(cfg[key], resolve=True), inputs, cfg.job.name, outputs, key)
+        gpus = specs[key].num_gpus
+        if gpus not in ("auto", 0.0) and not _joins_cluster(cfg) and local_gpus() == 0:
+            raise ConfigError(f"{key}.num_gpus", f"asks {gpus:g} GPU but this machine has none")
     plan = plan_input(cfg.input, cfg.job.get("limit"))
     passthrough = [("output.columns", name) for name in cfg.output.get("columns") or []]
     check_columns(plan.schema, [*columns, ("input.id_column", cfg.input.get("id_column")), *passthrough])
-    fingerprint = run_record.fingerprint(_fingerprint_parts(cfg, plan))
+    parts = fingerprint_parts(cfg, plan)
+    fingerprint = run_record.fingerprint(parts)
     fs, root = filesystem(cfg.output.path, cfg.output.get("storage_options"))
-    done = claim_output(cfg, fs, root, fingerprint, plan)
-    run = JobRun(cfg, plan, [], done, Cluster(0, 0, 0), preprocess, model, fingerprint, fs, root, started)
+    done = claim_output(cfg, fs, root, fingerprint, parts, plan)
+    task_specs = {key: specs[key] for key in tasks}
+    model_specs = {key: specs[key] for key in models}
+    run = JobRun(
+        cfg, plan, [], done, Cluster(0, 0, 0), task_specs, model_specs, fingerprint, parts, fs, root, started
+    )
     if done == {shard.index for shard in plan.shards} and run_record.has_success(fs, root):
-        record = run_record.read_record(fs, root) or {}
-        stats = record.get("stats", {})
+        stats = (run_record.read_record(fs, root) or {}).get("stats", {})
         run.result = RunResult(
             cfg.job.name,
             str(cfg.output.path),
@@ -264,39 +304,17 @@ def start_job(
             0.0,
             already_done=True,
             stats=stats,
+            rows_filtered=stats.get("rows_filtered", 0),
         )
         return run
     run.cluster = start_ray(cfg.runtime)
-    check_fits(run.cluster, preprocess, model)
+    check_fits(run.cluster, task_specs, model_specs)
     run.todo = [shard for shard in plan.shards if shard.index not in done]
     remove_shard_files(fs, root, {shard.index for shard in run.todo})
     if done:
         log.info("%s: resuming: %d of %d shards already done", cfg.job.name, len(done), len(plan.shards))
     run._write_record("running", {"fingerprint": fingerprint, "rows_in": plan.rows})
     return run
-
-
-def _fingerprint_parts(cfg: DictConfig, plan: InputPlan) -> dict[str, Any]:
-    """What decides the results: not resources, paths of the output, or progress settings."""
-    _, operator = operator_config(OmegaConf.to_container(cfg.model, resolve=True))
-    preprocess = {k: v for k, v in OmegaConf.to_container(cfg.preprocess).items() if k not in _RESOURCES}
-    input_cfg = {k: v for k, v in OmegaConf.to_container(cfg.input).items() if k != "storage_options"}
-    output = {
-        k: v for k, v in OmegaConf.to_container(cfg.output).items() if k not in ("path", "storage_options")
-    }
-    return {
-        "job": cfg.job.name,
-        "target": cfg.model.get("_target_"),
-        "operator": operator,
-        "preprocess": preprocess,
-        "input": input_cfg,
-        "input_listing": plan.fingerprint_source(),
-        "limit": cfg.job.get("limit"),
-        "output": output,
-    }
-
-
-_RESOURCES = ("batch_size", "num_cpus", "num_gpus", "concurrency", "memory", "max_batch_size")
 
 
 def _joins_cluster(cfg: DictConfig) -> bool:

@@ -19,8 +19,7 @@ from operators.arrow_tensors import arrow_to_lists, arrow_to_tensor, tensor_to_a
 from operators.row_errors import add_error_columns, describe, good_rows, mark_errors
 from rayjobs.pipeline.batch_probe import SMALLEST, LiveProbe, ProbeResult, is_out_of_memory, probe_batch_size
 
-STAGE = "model"
-BATCH_SIZE = "_model_batch_size"  # the batch size the actor ran at, for the run record
+BATCH_SIZE_PREFIX = "_batch_size:"  # + stage name: the batch size the actor ran at, for the run record
 
 log = logging.getLogger("rayjobs")
 
@@ -35,8 +34,10 @@ class ModelStage:
         num_threads: int | None = None,
         batch_size: int | str | None = None,
         max_batch_size: int = 1024,
+        stage: str = "model",
     ) -> None:
-        """`batch_size`: rows per operator call ("auto": probed on the first call, then fixed)."""
+        """`batch_size`: rows per operator call ("auto": probed on the first call, then fixed);
+        `stage`: the config block's name, which errors of this stage are recorded under."""
         import torch
 
         if num_threads:
@@ -51,6 +52,7 @@ class ModelStage:
         self.optional: tuple[str, ...] = tuple(getattr(operator_class, "optional_inputs", ()))
         self.outputs: tuple[str, ...] = tuple(operator_class.outputs)
         self.operator = operator_class(**kwargs)
+        self.stage = stage
         self.pid = os.getpid()
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -69,12 +71,12 @@ class ModelStage:
             for row, failure in zip(rows, row_failures, strict=True):
                 failures[row] = failure
         table = table.drop_columns([name for name in self.inputs if name in table.column_names])
-        table = mark_errors(table, failures, STAGE)
+        table = mark_errors(table, failures, self.stage)
         for name in self.outputs:
             if name in results:  # absent when no row of the batch survived: all leave as errors
                 table = table.append_column(name, _scatter(results[name], rows, table.num_rows))
         size = pa.array(np.full(table.num_rows, self.batch_size or 0, dtype=np.int32))
-        return table.append_column(BATCH_SIZE, size)
+        return table.append_column(f"{BATCH_SIZE_PREFIX}{self.stage}", size)
 
     def _probe(self, batch: dict[str, Any]) -> None:
         import torch

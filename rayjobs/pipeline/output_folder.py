@@ -8,6 +8,8 @@ other run is refused unless `job.overwrite=true`. Files of unfinished shards, an
 from __future__ import annotations
 
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pyarrow.parquet as pq
 from omegaconf import DictConfig
@@ -16,11 +18,15 @@ from rayjobs.config.config_error import ConfigError
 from rayjobs.io.read_input import InputPlan
 from rayjobs.io.storage import join
 from rayjobs.pipeline import run_record
-from rayjobs.pipeline.write_results import DATA_DIR, ERRORS_DIR, parse_part_name, shard_of
+from rayjobs.pipeline.write_results import OUTCOME_DIRS, parse_part_name, shard_of
 
 
-def claim_output(cfg: DictConfig, fs, root: str, fingerprint: str, plan: InputPlan) -> set[int]:
-    """Finished shards of an earlier run of this same job; refuses to mix in other results."""
+def claim_output(
+    cfg: DictConfig, fs, root: str, fingerprint: str, parts: dict[str, Any], plan: InputPlan
+) -> set[int]:
+    """Finished shards of an earlier run of this same job; refuses to mix in other results.
+
+    `parts` is what the fingerprint hashes; a mismatch names the first key that changed."""
     if not fs.exists(root):
         return set()
     record = run_record.read_record(fs, root)
@@ -36,6 +42,15 @@ def claim_output(cfg: DictConfig, fs, root: str, fingerprint: str, plan: InputPl
             return set()
         raise ConfigError("output.path", f"{cfg.output.path!r} exists and is not a rayjobs output")
     if record.get("fingerprint") != fingerprint:
+        changed = run_record.changed_keys(record.get("fingerprinted"), parts)
+        if changed:
+            key, before, after = changed[0]
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            raise ConfigError(
+                key,
+                f"is {after!r} but {cfg.output.path!r} was written with {before!r}{more}: results would "
+                "mix; use another output.path, or job.overwrite=true to redo it",
+            )
         raise ConfigError(
             "output.path",
             f"{cfg.output.path!r} holds results of a different run ({record.get('job')}, fingerprint "
@@ -53,7 +68,7 @@ def remove_shard_files(fs, root: str, shards: set[int], keep_run: str | None = N
     if not shards:
         return
     stale = []
-    for folder in (DATA_DIR, ERRORS_DIR):
+    for folder in OUTCOME_DIRS:
         if len(shards) == 1:  # one shard: a prefix listing, cheap on object stores
             (shard,) = shards
             names = fs.glob(join(root, folder, f"part-{shard:06d}-*"))
@@ -67,14 +82,19 @@ def remove_shard_files(fs, root: str, shards: set[int], keep_run: str | None = N
         fs.rm(stale)
 
 
-def error_rows(fs, root: str, shards: set[int]) -> int:
-    """Errored rows already recorded for `shards` (footers only)."""
-    path = join(root, ERRORS_DIR)
-    if not shards or not fs.exists(path):
-        return 0
-    total = 0
-    for file in fs.ls(path, detail=False):
-        if shard_of(posixpath.basename(file)) in shards:
-            with fs.open(file, "rb") as handle:
-                total += pq.ParquetFile(handle).metadata.num_rows
-    return total
+def outcome_rows(fs, root: str, shards: set[int]) -> dict[str, int]:
+    """Rows already recorded for `shards` in each outcome folder (Parquet footers only)."""
+    totals = dict.fromkeys(OUTCOME_DIRS, 0)
+    for folder in OUTCOME_DIRS:
+        path = join(root, folder)
+        if not shards or not fs.exists(path):
+            continue
+        mine = [file for file in fs.ls(path, detail=False) if shard_of(posixpath.basename(file)) in shards]
+        with ThreadPoolExecutor(16) as pool:  # footers of remote files: latency-bound
+            totals[folder] = sum(pool.map(lambda file: _num_rows(fs, file), mine))
+    return totals
+
+
+def _num_rows(fs, file: str) -> int:
+    with fs.open(file, "rb") as handle:
+        return pq.ParquetFile(handle).metadata.num_rows

@@ -25,6 +25,28 @@ def fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def changed_keys(before: Any, after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every leaf that differs; [] when `before` is unknown."""
+    if not isinstance(before, dict):
+        return []
+    old, new = _leaves(before), _leaves(json.loads(json.dumps(after, default=str)))
+    missing = object()
+    return [
+        (key, old.get(key), new.get(key))
+        for key in sorted(set(old) | set(new))
+        if old.get(key, missing) != new.get(key, missing)
+    ]
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree}
+    found: dict[str, Any] = {}
+    for key, value in tree.items():
+        found.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return found
+
+
 def read_record(fs, root: str) -> dict[str, Any] | None:
     text = read_text(fs, join(root, RECORD))
     return json.loads(text) if text else None

@@ -66,35 +66,42 @@ def start_ray(runtime: Mapping[str, Any]) -> Cluster:
     return Cluster(resources.get("CPU", 0.0), resources.get("GPU", 0.0), nodes)
 
 
-def check_fits(cluster: Cluster, preprocess: StageSpec, model: StageSpec) -> None:
-    """Fail fast on pools Ray would wait on forever."""
-    gpus = model.gpus(cluster.gpus)
-    if gpus and cluster.gpus < gpus:
-        raise ConfigError("model.num_gpus", f"asks {gpus:g} GPU per actor; the cluster has {cluster.gpus:g}")
-    actors = model.max_workers() or 1
-    if gpus and actors * gpus > cluster.gpus:
-        raise ConfigError(
-            "model.concurrency",
-            f"{actors} actors x {gpus:g} GPU > {cluster.gpus:g} GPUs in the cluster",
-        )
-    if preprocess.num_cpus > cluster.cpus:
-        raise ConfigError(
-            "preprocess.num_cpus", f"{preprocess.num_cpus:g} > {cluster.cpus:g} CPUs in the cluster"
-        )
+def check_fits(cluster: Cluster, tasks: Mapping[str, StageSpec], actors: Mapping[str, StageSpec]) -> None:
+    """Fail fast on pools Ray would wait on forever; `tasks` and `actors` by config key."""
+    held = 0.0  # CPUs the actor pools keep for themselves
+    gpus_held = 0.0
+    for key, spec in actors.items():
+        gpus = spec.gpus(cluster.gpus)
+        if gpus and cluster.gpus < gpus:
+            raise ConfigError(
+                f"{key}.num_gpus", f"asks {gpus:g} GPU per actor; the cluster has {cluster.gpus:g}"
+            )
+        pool = spec.max_workers() or 1
+        gpus_held += pool * gpus
+        if gpus and gpus_held > cluster.gpus:
+            raise ConfigError(
+                f"{key}.concurrency",
+                f"{pool} actors x {gpus:g} GPU (with the pools before it) > {cluster.gpus:g} GPUs",
+            )
+        held += pool * spec.num_cpus
+    widest = max((spec.num_cpus for spec in tasks.values()), default=0.0)
+    for key, spec in tasks.items():
+        if spec.num_cpus > cluster.cpus:
+            raise ConfigError(f"{key}.num_cpus", f"{spec.num_cpus:g} > {cluster.cpus:g} CPUs in the cluster")
     # Actors holding every CPU starve the read and preprocess tasks: Ray then hangs, silently.
-    if actors * model.num_cpus + preprocess.num_cpus > cluster.cpus:
+    if actors and held + max(widest, 0.25) > cluster.cpus:
+        key = next(iter(actors))
         raise ConfigError(
-            "model.num_cpus",
-            f"{actors} actors x {model.num_cpus:g} CPUs + {preprocess.num_cpus:g} for preprocessing "
-            f"> {cluster.cpus:g} CPUs: the pipeline would deadlock; "
-            "lower model.num_cpus or model.concurrency",
+            f"{key}.num_cpus",
+            f"actor pools take {held:g} CPUs + {widest:g} for CPU tasks > {cluster.cpus:g} CPUs: the "
+            "pipeline would deadlock; lower num_cpus or concurrency of the model stages",
         )
 
 
-def model_threads(model: StageSpec, cluster: Cluster, configured: int | None) -> int | None:
-    """torch threads per CPU actor: the node's cores shared among its actors (GPU actors: torch's default)."""
-    if configured:
-        return configured
+def model_threads(model: StageSpec, cluster: Cluster, actors: int) -> int | None:
+    """torch threads per CPU actor: the node's cores shared among all `actors` (GPU actors: torch's)."""
+    if model.num_threads:
+        return model.num_threads
     if model.gpus(cluster.gpus):
         return None
-    return max(1, int(cluster.cpus_per_node // (model.max_workers() or 1)))
+    return max(1, int(cluster.cpus_per_node // max(1, actors)))

@@ -1,42 +1,60 @@
-"""Ray task at the end of every pipeline: good rows to data/, errored rows to errors/.
+"""Ray task at the end of every pipeline: each row to the folder of its outcome.
 
-File names come from the shard, its first row in the batch and the run's id, so a retried task
-overwrites its own file instead of adding a duplicate, and files of an earlier (killed) run are
-told apart from this run's. Each call returns one manifest row per shard, which the driver
-counts to know when a shard is complete.
+data/      written rows: id, the results, output.columns (fan-out: parent_id, index; file
+           outputs: path, width/height when the stage gave them, bytes)
+errors/    errored rows: id, stage, reason
+filtered/  filtered rows: id, stage, reason (the rule with the value)
+files/     file outputs, named from the row id (operators.file_outputs)
+
+Parquet names come from the shard, the batch's first (row, child) and the run's id, so a
+retried task overwrites its own file instead of adding a duplicate, and files of an earlier
+(killed) run are told apart from this run's. Each call returns manifest rows per (shard, parts),
+which the driver adds up to know when a shard's input rows all have an outcome.
 """
 
 from __future__ import annotations
 
+import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from operators.arrow_tensors import arrow_to_tensor, tensor_to_arrow
-from operators.row_errors import ERROR, ERROR_STAGE, good_rows
+from operators.fan_out import INDEX, PARENT_ID, parts_of, sub_of
+from operators.file_outputs import FILE_BYTES, FILE_EXT, file_name
+from operators.row_errors import ERROR, ERROR_STAGE, FILTER_STAGE, FILTERED, errored_rows, good_rows
 from rayjobs.io.read_input import ROW, SHARD
-from rayjobs.io.storage import filesystem, join, write_parquet
-from rayjobs.pipeline.model_stage import BATCH_SIZE
+from rayjobs.io.storage import filesystem, join, write_bytes, write_parquet
+from rayjobs.pipeline.model_stage import BATCH_SIZE_PREFIX
 
 DATA_DIR = "data"
 ERRORS_DIR = "errors"
+FILTERED_DIR = "filtered"
+OUTCOME_DIRS = (DATA_DIR, ERRORS_DIR, FILTERED_DIR)
 MANIFEST = pa.schema(
-    [("shard", pa.int32()), ("rows", pa.int64()), ("errors", pa.int64()), ("batch_size", pa.int32())]
+    [
+        ("shard", pa.int32()),
+        ("parts", pa.int64()),  # outputs per input row of these rows (1 without fan-out)
+        ("rows", pa.int64()),
+        ("errors", pa.int64()),
+        ("filtered", pa.int64()),
+        ("batch_sizes", pa.string()),  # JSON {model stage: rows per call}, for the run record
+    ]
 )
 
 
-def part_name(shard: int, first_row: int, run_id: str) -> str:
-    return f"part-{shard:06d}-{first_row:08d}-{run_id}.parquet"
+def part_name(shard: int, first_row: int, run_id: str, first_sub: int = 0) -> str:
+    return f"part-{shard:06d}-{first_row:08d}-{first_sub}-{run_id}.parquet"
 
 
 def parse_part_name(name: str) -> tuple[int, str] | None:
     """(shard, run id) of a file name written by this module, else None."""
     parts = name.rsplit("/", 1)[-1].removesuffix(".parquet").split("-")
-    if len(parts) != 4 or parts[0] != "part" or not parts[1].isdigit():
+    if len(parts) != 5 or parts[0] != "part" or not parts[1].isdigit():
         return None
-    return int(parts[1]), parts[3]
+    return int(parts[1]), parts[4]
 
 
 def shard_of(name: str) -> int | None:
@@ -45,31 +63,70 @@ def shard_of(name: str) -> int | None:
 
 
 def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
-    """Writes this batch's rows; returns the manifest (shard, rows, errors, model batch size)."""
+    """Writes this batch's rows by outcome; returns its manifest rows."""
     fs, root = filesystem(output["path"], output.get("storage_options"))
+    compression = output.get("compression", "zstd")
     good = good_rows(table)
+    errored = errored_rows(table)
+    if FILE_BYTES in table.column_names:
+        table = _write_files(fs, root, table, good)
     shards = table[SHARD].to_numpy()
-    sizes = table[BATCH_SIZE].to_numpy() if BATCH_SIZE in table.column_names else np.zeros(len(shards))
+    parts = parts_of(table)
+    rows, subs = table[ROW].to_numpy(), sub_of(table)
+    sizes = json.dumps(_batch_sizes(table))
     manifest = []
     for shard in np.unique(shards):
         mine = shards == shard
-        part = table.filter(pa.array(mine))
-        ok = good[mine]
-        name = part_name(int(shard), int(pc.min(part[ROW]).as_py()), output["run_id"])
-        if ok.any():
-            data = _result_columns(part.filter(pa.array(ok)), output)
-            write_parquet(fs, join(root, DATA_DIR, name), data, output.get("compression", "zstd"))
-        if not ok.all():
-            errors = _error_columns(part.filter(pa.array(~ok)), output)
-            write_parquet(fs, join(root, ERRORS_DIR, name), errors, output.get("compression", "zstd"))
-        manifest.append((int(shard), int(len(ok)), int((~ok).sum()), int(sizes[mine].max())))
+        first = min(zip(rows[mine].tolist(), subs[mine].tolist(), strict=True))
+        name = part_name(int(shard), first[0], output["run_id"], first[1])
+        outcomes = {
+            DATA_DIR: (mine & good, _result_columns),
+            ERRORS_DIR: (mine & errored, _error_columns),
+            FILTERED_DIR: (mine & ~good & ~errored, _filtered_columns),
+        }
+        for folder, (rows_here, columns) in outcomes.items():
+            if rows_here.any():
+                part = columns(table.filter(pa.array(rows_here)), output)
+                write_parquet(fs, join(root, folder, name), part, compression)
+        for k in np.unique(parts[mine]):
+            group = mine & (parts == k)
+            counts = [int(group.sum()), int((group & errored).sum()), int((group & ~good & ~errored).sum())]
+            manifest.append((int(shard), int(k), *counts, sizes))
     return pa.Table.from_pylist(
         [dict(zip(MANIFEST.names, row, strict=True)) for row in manifest], schema=MANIFEST
     )
 
 
+def _write_files(fs, root: str, table: pa.Table, good: np.ndarray) -> pa.Table:
+    """Store the good rows' artefacts; the rows carry `path` (relative to output.path) and `bytes`."""
+    blobs = table[FILE_BYTES].to_pylist()
+    exts = table[FILE_EXT].to_pylist()
+    ids = table["id"].to_pylist()
+    paths: list[str | None] = [None] * table.num_rows
+    jobs = []
+    for i in np.flatnonzero(good):
+        paths[i] = file_name(ids[i], exts[i])
+        jobs.append((join(root, paths[i]), blobs[i]))
+    with ThreadPoolExecutor(8) as pool:  # object-store PUTs are latency-bound
+        list(pool.map(lambda job: write_bytes(fs, *job), jobs))
+    sizes = [len(blob) if path else None for path, blob in zip(paths, blobs, strict=True)]
+    table = table.drop_columns([FILE_BYTES, FILE_EXT])
+    table = table.append_column("path", pa.array(paths, pa.string()))
+    return table.append_column("bytes", pa.array(sizes, pa.int64()))
+
+
+def _batch_sizes(table: pa.Table) -> dict[str, int]:
+    return {
+        name.removeprefix(BATCH_SIZE_PREFIX): int(np.max(table[name].to_numpy()))
+        for name in table.column_names
+        if name.startswith(BATCH_SIZE_PREFIX) and table.num_rows
+    }
+
+
 def _result_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:
-    names = ["id", *output["results"], *output.get("columns", [])]
+    lineage = [name for name in (PARENT_ID, INDEX) if name in table.column_names]
+    files = ["path", "bytes"] if "path" in table.column_names and "path" not in output["results"] else []
+    names = ["id", *lineage, *output["results"], *files, *output.get("columns", [])]
     columns = {}
     for name in dict.fromkeys(names):
         column = table[name]
@@ -80,7 +137,16 @@ def _result_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:
 
 
 def _error_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:
-    columns = {"id": table["id"], "stage": table[ERROR_STAGE], "reason": table[ERROR]}
-    for name in [*output.get("error_columns", []), *output.get("columns", [])]:
+    return _outcome_columns(table, output, ERROR_STAGE, ERROR)
+
+
+def _filtered_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:
+    return _outcome_columns(table, output, FILTER_STAGE, FILTERED)
+
+
+def _outcome_columns(table: pa.Table, output: dict[str, Any], stage: str, reason: str) -> pa.Table:
+    columns = {"id": table["id"], "stage": table[stage], "reason": table[reason]}
+    lineage = [name for name in (PARENT_ID, INDEX) if name in table.column_names]
+    for name in [*lineage, *output.get("error_columns", []), *output.get("columns", [])]:
         columns.setdefault(name, table[name])
     return pa.table(columns)

@@ -27,3 +27,8 @@ def test_token_lists_round_trip_including_empty_rows_and_slices():
     back = arrow_to_lists(column)
     assert [r.tolist() for r in back] == [[1, 2, 3], [], [7]]
     assert [r.tolist() for r in arrow_to_lists(column.slice(1, 2))] == [[], [7]]
+
+
+def test_null_rows_become_zeros():
+    column = pa.array([[1.0, 2.0], None, [3.0, 4.0]], pa.list_(pa.float32(), 2))
+    assert arrow_to_tensor(column).tolist() == [[1.0, 2.0], [0.0, 0.0], [3.0, 4.0]]

@@ -112,3 +112,32 @@ def test_index_tools_print_their_usage(module):
         [sys.executable, "-m", f"rayjobs.{module}", "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and f"rayjobs.{module}" in done.stdout
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_ADDRESS": "", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", f"rayjobs.{module}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize("module", ["search", "serve_index"])
+def test_index_tools_go_through_the_jobs_cli(module, tmp_path):
+    """--help, --cfg and the one-line exit 2 come from the same run_cli as the jobs'."""
+    done = run_module(module, "--help")
+    assert (
+        done.returncode == 0 and f"usage: python -m rayjobs.{module} [key=value ...] [--cfg]" in done.stdout
+    )
+    done = run_module(module, "--cfg", f"index.path={tmp_path}", "+index.storage_options.anon=true")
+    assert done.returncode == 0 and f"path: {tmp_path}" in done.stdout and "anon: true" in done.stdout
+    query = ["query=x"] if module == "search" else []
+    cases = {
+        (f"index.path={tmp_path}/nothing",): "index.path: ",
+        (): "index.path: is required",
+        (f"index.path={tmp_path}", "nosuchkey=1"): "nosuchkey",
+    }
+    for args, problem in cases.items():
+        done = run_module(module, *args, *query)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (args, done.stdout[-500:], done.stderr[-2000:])
+        assert lines[0].startswith(f"rayjobs {module}: config error: ") and problem in lines[0], lines[0]
+        assert "Ray instance" not in done.stdout + done.stderr

@@ -156,7 +156,7 @@ def test_out_of_memory_halves_the_batch_and_loses_no_row():
     assert out[ERROR].null_count == 50
     np.testing.assert_array_equal(arrow_to_tensor(out["embedding"]), expected(pixels))
     assert model.operator.sizes[:3] == [50, 25, 12] and model.batch_size == 12
-    assert set(out["_model_batch_size"].to_pylist()) == {12}
+    assert set(out["_batch_size:model"].to_pylist()) == {12}
 
 
 def test_auto_batch_size_probes_once_then_cuts_blocks_into_batches_of_it():
@@ -174,7 +174,7 @@ def test_auto_batch_size_probes_once_then_cuts_blocks_into_batches_of_it():
         assert out[ERROR].to_pylist()[5] == "ValueError: pixel 13 is unlucky" and out[ERROR].null_count == 39
         good = [i for i in range(40) if i != 5]
         np.testing.assert_array_equal(arrow_to_tensor(out["embedding"])[good], expected(pixels[good]))
-    assert set(outs[-1]["_model_batch_size"].to_pylist()) == {chosen}
+    assert set(outs[-1]["_batch_size:model"].to_pylist()) == {chosen}
 
 
 def test_the_probe_times_the_middle_of_a_sorted_block_and_keeps_rows_in_place():
@@ -194,4 +194,4 @@ def test_auto_batch_size_settles_when_blocks_are_smaller_than_the_next_size_to_t
     for _ in range(30):  # 20-row blocks: 8s, then 16s (each size timed over several blocks)...
         out = model(images_table(np.ones((20, 3, 2, 2), dtype=np.uint8)))
     assert model.probe is not None and model.batch_size in (8, 16)  # ... and 32 never fits a block
-    assert set(out["_model_batch_size"].to_pylist()) == {model.batch_size}
+    assert set(out["_batch_size:model"].to_pylist()) == {model.batch_size}

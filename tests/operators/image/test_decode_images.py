@@ -262,3 +262,48 @@ def test_jpeg_draft_decodes_large_jpegs_smaller_but_never_below_the_model_size(t
         arrow_to_tensor(with_draft["pixel_values"]).astype(int) - arrow_to_tensor(plain["pixel_values"])
     )
     assert diff.mean() < 3  # same picture, resampled on a different path
+
+
+def varied_images(count: int = 16) -> list[bytes]:
+    """Noise of 24-400 px a side, any aspect, alternately JPEG (quality 75-95) and PNG."""
+    rng = np.random.default_rng(3)
+    out = []
+    for i in range(count):
+        width, height = rng.integers(24, 401, 2)
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        out.append(
+            encode(image, "JPEG", quality=int(rng.integers(75, 96))) if i % 2 else encode(image, "PNG")
+        )
+    return out
+
+
+def test_defaults_match_the_checkpoints_own_processor_and_model(tiny_clip):
+    import torch
+    from transformers import AutoImageProcessor, AutoModel
+
+    from operators.image.image_embedder import ImageEmbedder
+
+    images = varied_images()
+    table = decode_images(pa.table({"image": images}), model_path=tiny_clip, image_column="image")
+    assert table["_error"].null_count == len(images)
+    ours = ImageEmbedder(tiny_clip)({"pixel_values": arrow_to_tensor(table["pixel_values"])})["embedding"]
+
+    model, processor = (
+        AutoModel.from_pretrained(tiny_clip).eval(),
+        AutoImageProcessor.from_pretrained(tiny_clip),
+    )
+    pil = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+    with torch.inference_mode():
+        out = model.get_image_features(**processor(images=pil, return_tensors="pt"))
+    expected = torch.nn.functional.normalize(out.pooler_output, dim=-1).numpy()
+    cosine = (ours * expected).sum(axis=1)
+    assert cosine.min() >= 0.999, cosine.round(4)
+
+
+@pytest.mark.parametrize("job", ["embed_images", "caption_images"])
+def test_the_image_jobs_decode_at_full_scale_by_default(job):
+    import rayjobs
+    from rayjobs.config.image_inputs import decode_options
+
+    cfg = rayjobs.compose(job, ["input.path=photos/", "output.path=out/"])
+    assert decode_options(cfg)["jpeg_draft"] is False  # the draft decode is opt-in: it moves embeddings
