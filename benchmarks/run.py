@@ -5,6 +5,7 @@
     python -m benchmarks.run generate_text [--rows 64] [--batch-size 8]   # generated tokens/s
     python -m benchmarks.run caption_images [--rows 32] [--batch-size 8]  # captions/s
     python -m benchmarks.run caption_images --vlm --rows 16 --batch-size 4  # a SmolVLM-shaped chat VLM
+    python -m benchmarks.run transform_images [--rows 512] [key=value ...]  # output images/s, CPU only
     python -m benchmarks.run embed_texts --scale      # N and 10 x N rows: rows/s and memory stay flat
     python -m benchmarks.run embed_texts --auto-batch # rayjobs with model.batch_size=auto
 
@@ -24,7 +25,15 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import image_captioning, image_embedding, models, synthetic, text_embedding, text_generation
+from benchmarks import (
+    image_captioning,
+    image_embedding,
+    image_transform,
+    models,
+    synthetic,
+    text_embedding,
+    text_generation,
+)
 from benchmarks.memory import PeakMemory
 from benchmarks.report import append_table_row, write_result
 
@@ -34,6 +43,7 @@ DEFAULTS = {
     "embed_images": (512, 32),
     "generate_text": (64, 8),
     "caption_images": (32, 8),
+    "transform_images": (512, 1),  # no model: the batch size is unused
 }
 NEW_TOKENS = 32
 
@@ -64,7 +74,7 @@ def run_rayjobs(job: str, overrides: list[str], device: str) -> dict:
         "rayjobs_e2e_with_ray_start": rows / (finished - started),
         "ray_start_s": ray_up - started,
         "first_results_s": result.stats.get("first_results_s"),
-        "rayjobs_batch_size": result.stats.get("model_batch_size"),
+        "rayjobs_batch_size": (result.stats.get("model_batch_size") or {}).get("model"),
         "rows_out": rows,
         "stages": result.stats.get("stages", []),
         "peak_driver_mib": memory.driver_mb,
@@ -181,6 +191,30 @@ def bench_captions(args: argparse.Namespace, work: Path, device: str) -> dict:
     return {"model": models.display_name(model), "unit": "captions/s", **figures}
 
 
+def bench_transform(args: argparse.Namespace, work: Path, device: str) -> dict:
+    """Thumbnails (the job's defaults unless overridden): the job vs its own CPU stage on every core."""
+    files, _ = synthetic.write_images(work / "images", args.rows)
+    figures: dict = {"unit": "images/s", "model": "none (CPU stage only)"}
+    if not args.only_rayjobs:
+        import rayjobs
+        from rayjobs.transform_images import transform_options
+
+        cfg = rayjobs.compose("transform_images", ["input.path=x", "output.path=y", *args.overrides])
+        options = {k: v for k, v in transform_options(cfg).items() if k not in ("image_column", "keep_image")}
+        figures["decode_ceiling"] = image_transform.transform_ceiling(synthetic.jpegs(args.rows), options)
+        figures["decode_ceiling_per_core"] = figures["decode_ceiling"] / (os.cpu_count() or 1)
+    overrides = [
+        f"input.path={files}",
+        f"output.path={work / 'out'}",
+        "job.overwrite=true",
+        "runtime.progress_bars=false",
+        *args.overrides,
+    ]
+    figures.update(run_rayjobs("transform_images", overrides, device))
+    _shutdown_ray()
+    return figures
+
+
 def _shutdown_ray() -> None:
     import ray
 
@@ -257,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         "embed_images": bench_images,
         "generate_text": bench_generation,
         "caption_images": bench_captions,
+        "transform_images": bench_transform,
     }[args.job]
     figures = bench(args, work, device)
     result = {

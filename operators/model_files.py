@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja", "*.py"]
+# What names a checkpoint folder: a transformers model's config, or a diffusers pipeline's index.
+CONFIG_FILES = ("config.json", "model_index.json")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
@@ -69,8 +71,11 @@ def check_model_reference(path: str) -> str | None:
         return None
     local = Path(path.removeprefix("file://")).expanduser()
     if local.is_dir():
-        if not (local / "config.json").exists():
-            return f"{path!r} is a folder without config.json (not a Hugging Face checkpoint)"
+        if not any((local / name).is_file() for name in CONFIG_FILES):
+            return (
+                f"{path!r} is a folder without config.json or model_index.json "
+                "(neither a transformers checkpoint nor a diffusers pipeline)"
+            )
         return None
     if local.exists():
         return f"{path!r} is a file; give the checkpoint's folder"
@@ -79,6 +84,6 @@ def check_model_reference(path: str) -> str | None:
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         from huggingface_hub import try_to_load_from_cache
 
-        if not isinstance(try_to_load_from_cache(path, "config.json"), str):
+        if not any(isinstance(try_to_load_from_cache(path, name), str) for name in CONFIG_FILES):
             return f"hub id {path!r} is not in the local cache and HF_HUB_OFFLINE=1"
     return None

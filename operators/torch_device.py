@@ -17,7 +17,7 @@ DTYPE_NAMES = ("float32", "float16", "bfloat16")
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
-def pick_device(device: str = "auto") -> torch.device:
+def pick_device(device: str | torch.device = "auto") -> torch.device:
     import torch
 
     if device == "auto":
@@ -25,10 +25,12 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+def pick_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     """ "auto": float16 on GPU (tensor cores), float32 on CPU (half is slow there)."""
     import torch
 
+    if isinstance(dtype, torch.dtype):
+        return dtype
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPE_NAMES:

@@ -23,6 +23,7 @@ from operators.arrow_tensors import arrow_to_tensor
 from rayjobs.config.check_config import check_columns, required
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.optional_deps import require
+from rayjobs.config.run_spec import InputSpec
 from rayjobs.index.index_files import (
     ITEMS_DIR,
     PARTS_DIR,
@@ -34,7 +35,8 @@ from rayjobs.index.index_files import (
     train,
 )
 from rayjobs.index.index_spec import choose_index, train_rows
-from rayjobs.io.read_input import InputPlan, plan_input, read_input
+from rayjobs.io.read_input import plan_input, read_input
+from rayjobs.io.shards import InputPlan
 from rayjobs.io.storage import filesystem, join, write_bytes
 from rayjobs.pipeline import run_record
 from rayjobs.pipeline.cli import run_cli
@@ -50,7 +52,9 @@ def run(cfg: DictConfig) -> RunResult:
     require("faiss", "index", key="index")  # the fill tasks import it: fail here, not inside Ray
     required(cfg, "input.path")
     source, record = locate_embeddings(cfg.input)
-    reading = {**OmegaConf.to_container(cfg.input, resolve=True), "path": source, "format": "parquet"}
+    reading = InputSpec.parse(
+        {**OmegaConf.to_container(cfg.input, resolve=True), "path": source, "format": "parquet"}
+    )
     plan = plan_input(reading)
     vectors, dim = cfg.input.embedding_column, vector_dim(plan, cfg.input.embedding_column)
     columns = metadata_columns(plan, cfg.input)
@@ -164,7 +168,7 @@ def claim_index_folder(fs, root: str, overwrite: bool) -> None:
         fs.rm(root, recursive=True)
 
 
-def sample_vectors(plan: InputPlan, reading: dict[str, Any], column: str, wanted: int) -> np.ndarray:
+def sample_vectors(plan: InputPlan, reading: InputSpec, column: str, wanted: int) -> np.ndarray:
     """`wanted` vectors from shards spread over the input (none for indexes that need no training)."""
     if not wanted:
         return np.zeros((0, 0), np.float32)

@@ -19,7 +19,6 @@ from omegaconf import DictConfig
 from operators.image.decode_images import decode_images, decode_rgb
 from operators.text.prompt_template import add_prompts, template_columns
 from rayjobs.config.image_inputs import decode_options, image_columns, rgb_options
-from rayjobs.io.read_input import read_input
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
@@ -51,7 +50,7 @@ def run(cfg: DictConfig) -> RunResult:
     if job.result:  # this exact job already finished in output.path
         return job.result
 
-    rows = read_input(job.plan, job.todo, cfg.input, columns=list(dict.fromkeys([*read_columns, *needed])))
+    rows = job.read(columns=list(dict.fromkeys([*read_columns, *needed])))
     if inputs == WHOLE_IMAGES:
         pixels = rows.map_batches(decode_rgb, fn_kwargs=rgb_options(cfg), **job.task_args())
     else:

@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 
 from operators.image.decode_images import decode_images
 from rayjobs.config.image_inputs import decode_options, image_columns
-from rayjobs.io.read_input import read_input
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
@@ -28,7 +27,7 @@ def run(cfg: DictConfig) -> RunResult:
     if job.result:  # this exact job already finished in output.path
         return job.result
 
-    rows = read_input(job.plan, job.todo, cfg.input, columns=read_columns)
+    rows = job.read(columns=read_columns)
     pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
     embedded = pixels.map_batches(ModelStage, **job.model_args())
     manifest = embedded.map_batches(write_results, **job.write_args(["embedding"]))

@@ -12,7 +12,6 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from operators.text.tokenize_texts import tokenize_texts
-from rayjobs.io.read_input import read_input
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
@@ -27,7 +26,7 @@ def run(cfg: DictConfig) -> RunResult:
         return job.result
     keep = list(cfg.output.columns)
 
-    rows = read_input(job.plan, job.todo, cfg.input, columns=[text, *keep])
+    rows = job.read(columns=[text, *keep])
     tokens = rows.map_batches(
         tokenize_texts,
         fn_kwargs={

@@ -16,8 +16,7 @@ from omegaconf import DictConfig
 from operators.text.build_prompts import build_prompts
 from operators.text.prompt_template import template_columns
 from rayjobs.io.openai_output import write_openai_output
-from rayjobs.io.read_input import read_input
-from rayjobs.io.read_text_files import RAW_LINE
+from rayjobs.io.text_lines import RAW_LINE
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
@@ -39,7 +38,7 @@ def run(cfg: DictConfig) -> RunResult:
     models = {"model": (inputs, tuple(RESULTS))}
     job = start_job(cfg, models=models, columns=[(key, name) for name in needed])
     if not job.result:
-        rows = read_input(job.plan, job.todo, cfg.input, columns=[*needed, *cfg.output.columns])
+        rows = job.read(columns=[*needed, *cfg.output.columns])
         prompts = rows.map_batches(
             build_prompts,
             fn_kwargs={

@@ -21,7 +21,6 @@ from omegaconf import DictConfig
 from operators.image.transform_images import FORMATS, MODES, Size, parse_background, transform_images
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.image_inputs import image_columns
-from rayjobs.io.read_input import read_input
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.write_results import write_results
@@ -36,7 +35,7 @@ def run(cfg: DictConfig) -> RunResult:
     if job.result:  # this exact job already finished in output.path
         return job.result
 
-    rows = read_input(job.plan, job.todo, cfg.input, columns=read_columns)
+    rows = job.read(columns=read_columns)
     images = rows.map_batches(transform_images, fn_kwargs=options, **job.task_args("transform"))
     manifest = images.map_batches(write_results, **job.write_args(RESULTS))
     return job.finish(manifest)

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from operators.image.caption_decoding import caption_generation_config
+from operators.load_pretrained import load_pretrained, trust_flag
 from operators.model_files import local_model_dir
-from operators.torch_device import inference_mode, pick_device, pick_dtype
+from operators.torch_device import inference_mode
 
 if TYPE_CHECKING:
     import torch
@@ -50,17 +51,22 @@ class ChatCaptioner:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         folder = local_model_dir(path, revision)
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
-        self.processor = AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        self.processor = AutoProcessor.from_pretrained(
+            folder, trust_remote_code=trust_flag(trust_remote_code)
+        )
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is None or not getattr(self.processor, "chat_template", None):
             raise ValueError(f"{path}: no processor with a tokenizer and a chat template (not a chat VLM)")
         self.tokenizer.padding_side = "left"  # generation continues every prompt from its last token
-        model = AutoModelForImageTextToText.from_pretrained(
-            folder, dtype=self.dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        # The processor is checked first: a checkpoint that is no chat VLM fails before its weights load.
+        loaded = load_pretrained(
+            AutoModelForImageTextToText,
+            folder,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
         )
-        self.model = model.eval().to(self.device)
+        self.model, self.device, self.dtype = loaded.model, loaded.device, loaded.dtype
         self.prompt = prompt or DEFAULT_PROMPT
         self.system_prompt = system_prompt
         self.seed = seed

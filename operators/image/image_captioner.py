@@ -7,35 +7,36 @@ checkpoint's own image processor; rescaling and normalisation happen here, on th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from operators.image.caption_decoding import caption_generation_config
 from operators.image.pixel_normalizer import PixelNormalizer
-from operators.model_files import local_model_dir
-from operators.torch_device import inference_mode, pick_device, pick_dtype
+from operators.load_pretrained import LoadedModel, NoClassLoads, load_pretrained
+from operators.torch_device import inference_mode
 
 if TYPE_CHECKING:
     import torch
 
+# Image-to-text checkpoints register with one of these, depending on the architecture.
+CAPTION_AUTO_CLASSES = ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM")
 
-def load_captioning_model(folder: str, dtype: torch.dtype, trust_remote_code: bool):
-    """The checkpoint's image-to-text model class, whichever auto class knows it."""
+
+def load_captioner(path: str, **options: Any) -> LoadedModel:
+    """The image-to-text model through whichever auto class knows it; `options` go to load_pretrained."""
     import transformers
 
-    errors = []
-    for name in ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM"):
-        auto = getattr(transformers, name, None)
-        if auto is None:
-            continue
-        try:
-            return auto.from_pretrained(
-                folder, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-            )
-        except ValueError as error:  # "Unrecognized configuration class": try the next auto class
-            errors.append(f"{name}: {error}".splitlines()[0])
-    raise ValueError(f"{folder} is not an image-to-text checkpoint ({'; '.join(errors)})")
+    classes = [getattr(transformers, name) for name in CAPTION_AUTO_CLASSES if hasattr(transformers, name)]
+    try:
+        return load_pretrained(classes, path, **options)
+    except NoClassLoads as error:
+        raise ValueError(f"{path} is not an image-to-text checkpoint ({error})") from None
+
+
+def load_captioning_model(folder: str, dtype: torch.dtype, trust_remote_code: bool) -> Any:
+    """The bare model on the CPU, for measurements that build their own batches (benchmarks)."""
+    return load_captioner(folder, device="cpu", dtype=dtype, trust_remote_code=trust_remote_code).model
 
 
 class ImageCaptioner:
@@ -62,12 +63,12 @@ class ImageCaptioner:
     ) -> None:
         from transformers import AutoTokenizer
 
-        folder = local_model_dir(path, revision)
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
-        self.model = load_captioning_model(folder, self.dtype, trust_remote_code).eval().to(self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.pixels = PixelNormalizer(folder, self.device, self.dtype)
+        loaded = load_captioner(
+            path, revision=revision, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+        self.model, self.device, self.dtype = loaded.model, loaded.device, loaded.dtype
+        self.tokenizer = AutoTokenizer.from_pretrained(loaded.folder)
+        self.pixels = PixelNormalizer(loaded.folder, self.device, self.dtype)
         self.prompt = prompt
         self.seed = seed
         self.generation = caption_generation_config(

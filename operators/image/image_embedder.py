@@ -7,8 +7,8 @@ from typing import ClassVar
 import numpy as np
 
 from operators.image.pixel_normalizer import PixelNormalizer
-from operators.model_files import local_model_dir
-from operators.torch_device import inference_mode, pick_device, pick_dtype
+from operators.load_pretrained import load_pretrained
+from operators.torch_device import inference_mode
 
 
 class ImageEmbedder:
@@ -32,17 +32,21 @@ class ImageEmbedder:
     ) -> None:
         from transformers import AutoModel
 
-        folder = local_model_dir(path, revision)
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
-        model = AutoModel.from_pretrained(
-            folder, dtype=self.dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        loaded = load_pretrained(
+            AutoModel,
+            path,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
         )
-        if not hasattr(model, "get_image_features"):
-            raise ValueError(f"{type(model).__name__} has no get_image_features: not an image-text model")
-        self.model = model.eval().to(self.device)
+        if not hasattr(loaded.model, "get_image_features"):
+            raise ValueError(
+                f"{type(loaded.model).__name__} has no get_image_features: not an image-text model"
+            )
+        self.model, self.device, self.dtype = loaded.model, loaded.device, loaded.dtype
         self.normalize = normalize
-        self.pixels = PixelNormalizer(folder, self.device, self.dtype)
+        self.pixels = PixelNormalizer(loaded.folder, self.device, self.dtype)
 
     @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

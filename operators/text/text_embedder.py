@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from operators.load_pretrained import load_pretrained
 from operators.model_files import local_model_dir
 from operators.text.sentence_config import POOLING_MODES, read_sentence_config
-from operators.torch_device import inference_mode, pick_device, pick_dtype
+from operators.torch_device import inference_mode
 
 if TYPE_CHECKING:
     import torch
@@ -42,16 +43,12 @@ class TextEmbedder:
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         self.normalize = settings.normalize if normalize is None else bool(normalize)
-        self.device = pick_device(device)
-        model = AutoModel.from_pretrained(
-            folder,
-            dtype=pick_dtype(dtype, self.device),
-            use_safetensors=True,
-            trust_remote_code=trust_remote_code,
+        loaded = load_pretrained(
+            AutoModel, folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code
         )
-        self.model = model.eval().to(self.device)
-        self.projected = hasattr(model, "get_text_features")
-        config = getattr(model.config, "text_config", model.config)
+        self.model, self.device = loaded.model, loaded.device
+        self.projected = hasattr(self.model, "get_text_features")
+        config = getattr(self.model.config, "text_config", self.model.config)
         self.pad_id = int(getattr(config, "pad_token_id", None) or 0)
 
     @inference_mode

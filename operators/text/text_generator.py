@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from operators.model_files import local_model_dir
-from operators.torch_device import inference_mode, pick_device, pick_dtype
+from operators.load_pretrained import load_pretrained
+from operators.torch_device import inference_mode
 
 KINDS = {"max_new_tokens": int, "temperature": float, "top_p": float, "n": int, "seed": int}
 ENGINES = ("static", "continuous")
@@ -51,19 +51,16 @@ class TextGenerator:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.engine = engine
-        folder = local_model_dir(path, revision)
-        self.device = pick_device(device)
-        self.model = (
-            AutoModelForCausalLM.from_pretrained(
-                folder,
-                dtype=pick_dtype(dtype, self.device),
-                use_safetensors=True,
-                trust_remote_code=trust_remote_code,
-            )
-            .eval()
-            .to(self.device)
+        loaded = load_pretrained(
+            AutoModelForCausalLM,
+            path,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
         )
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model, self.device = loaded.model, loaded.device
+        self.tokenizer = AutoTokenizer.from_pretrained(loaded.folder)
         eos = self.model.generation_config.eos_token_id
         self.eos = set(eos) if isinstance(eos, list) else {eos} - {None}
         self.pad_id = self.tokenizer.pad_token_id

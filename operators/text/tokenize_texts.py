@@ -64,7 +64,23 @@ def load_tokenizer(model_path: str, revision: str | None = None):
     model_max = config.get("model_max_length") or getattr(tokenizer, "model_max_length", None)
     if limit is None and model_max and model_max < 1_000_000:
         limit = int(model_max)
-    return tokenizer, limit or 512, settings.lowercase
+    positions = model_positions(folder)  # a tokenizer that records no limit says 512 or nothing
+    return tokenizer, min(limit or 512, positions or 512), settings.lowercase
+
+
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "longformer")  # positions start at pad + 1
+
+
+def model_positions(folder: Path) -> int | None:
+    """How many tokens the checkpoint's text model can take (config.json), if it says."""
+    config = _read_json(folder / "config.json")
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    positions = text.get("max_position_embeddings")
+    if not isinstance(positions, int) or positions < 1:
+        return None
+    if text.get("model_type", config.get("model_type")) in ROBERTA_LIKE:
+        positions -= int(text.get("pad_token_id") or 1) + 1
+    return positions
 
 
 def plain_tokenizer(folder: Path, config: dict) -> FastTokenizer | None:

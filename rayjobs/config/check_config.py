@@ -12,8 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from operators.model_files import check_model_reference
 from rayjobs.config.config_error import ConfigError
-from rayjobs.config.stage_spec import STAGE_KEYS, StageSpec
-from rayjobs.io.read_text_files import LINE_FORMATS
+from rayjobs.config.stage_spec import STAGE_KEYS
 
 
 def required(cfg: DictConfig, *keys: str) -> None:
@@ -67,37 +66,6 @@ def check_operator(
         if problem:
             raise ConfigError(f"{key}.path", problem)
     return operator
-
-
-def check_job(
-    cfg: DictConfig, cpu_stages: Iterable[str] = ("preprocess",), model_stages: Iterable[str] = ("model",)
-) -> dict[str, StageSpec]:
-    """The checks every job shares; returns each stage's spec by its config key."""
-    required(cfg, "input.path", "output.path")
-    limit = cfg.job.get("limit")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError("job.limit", f"must be a positive integer or null, got {limit!r}")
-    budget = cfg.job.get("max_error_fraction")
-    if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 <= budget <= 1:
-        raise ConfigError("job.max_error_fraction", f"must be between 0 and 1, got {budget!r}")
-    formats = ("parquet", "images", *LINE_FORMATS)
-    if cfg.input.format not in formats:
-        raise ConfigError("input.format", f"must be one of {', '.join(formats)}, got {cfg.input.format!r}")
-    if cfg.output.get("embedding_dtype", "float32") not in ("float32", "float16"):
-        raise ConfigError("output.embedding_dtype", "must be float32 or float16")
-    shard_rows = cfg.input.get("shard_rows")
-    if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
-        raise ConfigError("input.shard_rows", f"must be a positive integer, got {shard_rows!r}")
-    stages = {key: StageSpec.parse(_node(cfg, key), key, whole_blocks=True) for key in cpu_stages}
-    stages.update({key: StageSpec.parse(_node(cfg, key), key, auto=True) for key in model_stages})
-    return stages
-
-
-def _node(cfg: DictConfig, key: str) -> DictConfig:
-    node = cfg.get(key)
-    if not isinstance(node, DictConfig):
-        raise ConfigError(key, "is required: this job's stage config (batch_size, num_cpus, ...)")
-    return node
 
 
 def check_columns(schema: pa.Schema | None, columns: Iterable[tuple[str, str | None]]) -> None:

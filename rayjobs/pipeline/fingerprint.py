@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rayjobs.config.stage_spec import STAGE_KEYS
-from rayjobs.io.read_input import InputPlan
+from rayjobs.io.shards import InputPlan
 
 # Where and how fast a job runs, and how it reports: never part of the results.
 UNFINGERPRINTED = (

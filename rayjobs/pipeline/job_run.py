@@ -22,10 +22,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rayjobs.config.check_config import check_columns, check_job, check_operator, operator_config
+from rayjobs.config.check_config import check_columns, check_operator, operator_config
 from rayjobs.config.config_error import ConfigError
-from rayjobs.config.stage_spec import StageSpec
-from rayjobs.io.read_input import InputPlan, Shard, plan_input
+from rayjobs.config.run_spec import RunSpec, parse_run
+from rayjobs.io.read_input import plan_input, read_input
+from rayjobs.io.shards import InputPlan, Shard
 from rayjobs.io.storage import filesystem
 from rayjobs.pipeline import run_record
 from rayjobs.pipeline.fingerprint import fingerprint_parts
@@ -70,13 +71,12 @@ class RunResult:
 
 @dataclass
 class JobRun:
-    cfg: DictConfig
+    cfg: DictConfig  # kept for the run record and the operators' constructor kwargs
+    spec: RunSpec
     plan: InputPlan
     todo: list[Shard]
     done: set[int]
     cluster: Cluster
-    tasks: dict[str, StageSpec]  # CPU stages by config key
-    models: dict[str, StageSpec]  # model stages (actor pools) by config key
     fingerprint: str
     fingerprinted: dict[str, Any]  # what the fingerprint hashes: kept to name a changed key
     fs: Any
@@ -85,15 +85,19 @@ class JobRun:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     result: RunResult | None = None
 
+    def read(self, columns: list[str]):
+        """The Ray Dataset of the shards still to do: _shard, _row, id, `columns`, error columns."""
+        return read_input(self.plan, self.todo, self.spec.input, columns)
+
     def task_args(self, stage: str = "preprocess") -> dict[str, Any]:
         """map_batches arguments of a CPU stage."""
-        return {"batch_format": "pyarrow", **self.tasks[stage].ray_args(actor=False)}
+        return {"batch_format": "pyarrow", **self.spec.tasks[stage].ray_args(actor=False)}
 
     def model_args(self, stage: str = "model") -> dict[str, Any]:
         """map_batches arguments of a model stage (ModelStage), constructor included."""
-        spec = self.models[stage]
+        spec = self.spec.models[stage]
         target, kwargs = operator_config(OmegaConf.to_container(self.cfg[stage], resolve=True))
-        actors = sum(model.max_workers() or 1 for model in self.models.values())
+        actors = sum(model.max_workers() or 1 for model in self.spec.models.values())
         return {
             "batch_format": "pyarrow",
             "fn_constructor_kwargs": {
@@ -110,18 +114,17 @@ class JobRun:
     def write_args(self, results: list[str], error_columns: list[str] | None = None) -> dict[str, Any]:
         """map_batches arguments of the write stage: `results` are the columns the stages made,
         `error_columns` the ones errored and filtered rows keep too (next to id, stage, reason)."""
-        output = OmegaConf.to_container(self.cfg.output, resolve=True)
         options = {
-            **output,
+            **asdict(self.spec.output),
             "results": results,
             "error_columns": list(error_columns or []),
-            "columns": list(output.get("columns") or []),
+            "columns": list(self.spec.output.columns),
             "run_id": self.run_id,
         }
         # Writing is light: a small CPU share keeps writers from waiting behind preprocessing.
         return {
             "fn_kwargs": {"output": options},
-            "batch_size": int(self.cfg.input.shard_rows),
+            "batch_size": self.spec.input.shard_rows,
             "batch_format": "pyarrow",
             "num_cpus": 0.25,
         }
@@ -133,7 +136,7 @@ class JobRun:
         finished: list[int] = []  # done in this run, not yet journalled
         outputs = dict.fromkeys(("rows", "errors", "filtered"), 0)  # output rows, by outcome
         last_flush = time.monotonic()
-        interval = float(self.cfg.job.get("progress_interval_s") or 10)
+        interval = self.spec.job.progress_interval_s
         first: tuple[float, int] | None = None  # (time, rows) of the first results: steady-state rate
         batch_sizes: dict[str, set[int]] = {}  # what each model stage ran at (probed when auto)
         for batch in manifest.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -166,10 +169,10 @@ class JobRun:
                 "steady_rows_per_s": round(rate, 3) if rate is not None else None,
             }
         timing["model_batch_size"] = {stage: sorted(found) for stage, found in batch_sizes.items()}
-        for stage, spec in self.models.items():
+        for stage, spec in self.spec.models.items():
             if spec.batch_size == "auto":
                 ran = sorted(batch_sizes.get(stage, ()))
-                log.info("%s: %s.batch_size=auto ran at %s", self.cfg.job.name, stage, ran)
+                log.info("%s: %s.batch_size=auto ran at %s", self.spec.job.name, stage, ran)
         this_run = {
             DATA_DIR: outputs["rows"] - outputs["errors"] - outputs["filtered"],
             ERRORS_DIR: outputs["errors"],
@@ -192,7 +195,7 @@ class JobRun:
         left = (total - settled) / rate if rate else float("inf")
         log.info(
             "%s: %d/%d rows (%.0f%%), %.1f rows/s, %d errors, %d filtered, ~%s left",
-            self.cfg.job.name,
+            self.spec.job.name,
             settled,
             total,
             100 * settled / max(1, total),
@@ -210,7 +213,7 @@ class JobRun:
         total = {folder: this_run[folder] + earlier[folder] for folder in this_run}
         outputs_now = sum(this_run.values())
         # The budget is a share of output rows: with fan-out an input row may become several.
-        ok = total[ERRORS_DIR] <= float(self.cfg.job.max_error_fraction) * sum(total.values())
+        ok = total[ERRORS_DIR] <= self.spec.job.max_error_fraction * sum(total.values())
         stats = {
             "fingerprint": self.fingerprint,
             "rows_in": self.plan.rows,
@@ -230,8 +233,8 @@ class JobRun:
         if ok:
             run_record.write_success(self.fs, self.root)
         return RunResult(
-            self.cfg.job.name,
-            str(self.cfg.output.path),
+            self.spec.job.name,
+            self.spec.output.path,
             self.plan.rows,
             total[DATA_DIR],
             total[ERRORS_DIR],
@@ -247,7 +250,7 @@ class JobRun:
             self.fs,
             self.root,
             {
-                "job": self.cfg.job.name,
+                "job": self.spec.job.name,
                 "status": status,
                 "fingerprint": self.fingerprint,
                 "fingerprinted": self.fingerprinted,
@@ -273,30 +276,25 @@ def start_job(
     `columns`: (config key, input column) pairs that must exist in the input.
     """
     started = time.monotonic()
-    tasks = tuple(tasks)
-    specs = check_job(cfg, tasks, models)
+    spec = parse_run(cfg, tasks, models)
     for key, (inputs, outputs) in models.items():
-        check_operator(OmegaConf.to_container(cfg[key], resolve=True), inputs, cfg.job.name, outputs, key)
-        gpus = specs[key].num_gpus
-        if gpus not in ("auto", 0.0) and not _joins_cluster(cfg) and local_gpus() == 0:
+        check_operator(OmegaConf.to_container(cfg[key], resolve=True), inputs, spec.job.name, outputs, key)
+        gpus = spec.models[key].num_gpus
+        if gpus not in ("auto", 0.0) and not _joins_cluster(spec.runtime) and local_gpus() == 0:
             raise ConfigError(f"{key}.num_gpus", f"asks {gpus:g} GPU but this machine has none")
-    plan = plan_input(cfg.input, cfg.job.get("limit"))
-    passthrough = [("output.columns", name) for name in cfg.output.get("columns") or []]
-    check_columns(plan.schema, [*columns, ("input.id_column", cfg.input.get("id_column")), *passthrough])
+    plan = plan_input(spec.input, spec.job.limit)
+    passthrough = [("output.columns", name) for name in spec.output.columns]
+    check_columns(plan.schema, [*columns, ("input.id_column", spec.input.id_column), *passthrough])
     parts = fingerprint_parts(cfg, plan)
     fingerprint = run_record.fingerprint(parts)
-    fs, root = filesystem(cfg.output.path, cfg.output.get("storage_options"))
-    done = claim_output(cfg, fs, root, fingerprint, parts, plan)
-    task_specs = {key: specs[key] for key in tasks}
-    model_specs = {key: specs[key] for key in models}
-    run = JobRun(
-        cfg, plan, [], done, Cluster(0, 0, 0), task_specs, model_specs, fingerprint, parts, fs, root, started
-    )
+    fs, root = filesystem(spec.output.path, spec.output.storage_options)
+    done = claim_output(spec, fs, root, fingerprint, parts, plan)
+    run = JobRun(cfg, spec, plan, [], done, Cluster(0, 0, 0), fingerprint, parts, fs, root, started)
     if done == {shard.index for shard in plan.shards} and run_record.has_success(fs, root):
         stats = (run_record.read_record(fs, root) or {}).get("stats", {})
         run.result = RunResult(
-            cfg.job.name,
-            str(cfg.output.path),
+            spec.job.name,
+            spec.output.path,
             plan.rows,
             stats.get("rows_written", 0),
             stats.get("rows_errored", 0),
@@ -307,18 +305,18 @@ def start_job(
             rows_filtered=stats.get("rows_filtered", 0),
         )
         return run
-    run.cluster = start_ray(cfg.runtime)
-    check_fits(run.cluster, task_specs, model_specs)
+    run.cluster = start_ray(spec.runtime)
+    check_fits(run.cluster, spec.tasks, spec.models)
     run.todo = [shard for shard in plan.shards if shard.index not in done]
     remove_shard_files(fs, root, {shard.index for shard in run.todo})
     if done:
-        log.info("%s: resuming: %d of %d shards already done", cfg.job.name, len(done), len(plan.shards))
+        log.info("%s: resuming: %d of %d shards already done", spec.job.name, len(done), len(plan.shards))
     run._write_record("running", {"fingerprint": fingerprint, "rows_in": plan.rows})
     return run
 
 
-def _joins_cluster(cfg: DictConfig) -> bool:
-    return bool(cfg.runtime.get("address") or os.environ.get("RAY_ADDRESS"))
+def _joins_cluster(runtime: Mapping[str, Any]) -> bool:
+    return bool(runtime.get("address") or os.environ.get("RAY_ADDRESS"))
 
 
 def _duration(seconds: float) -> str:

@@ -12,17 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow.parquet as pq
-from omegaconf import DictConfig
 
 from rayjobs.config.config_error import ConfigError
-from rayjobs.io.read_input import InputPlan
+from rayjobs.config.run_spec import RunSpec
+from rayjobs.io.shards import InputPlan
 from rayjobs.io.storage import join
 from rayjobs.pipeline import run_record
 from rayjobs.pipeline.write_results import OUTCOME_DIRS, parse_part_name, shard_of
 
 
 def claim_output(
-    cfg: DictConfig, fs, root: str, fingerprint: str, parts: dict[str, Any], plan: InputPlan
+    spec: RunSpec, fs, root: str, fingerprint: str, parts: dict[str, Any], plan: InputPlan
 ) -> set[int]:
     """Finished shards of an earlier run of this same job; refuses to mix in other results.
 
@@ -30,17 +30,17 @@ def claim_output(
     if not fs.exists(root):
         return set()
     record = run_record.read_record(fs, root)
-    if cfg.job.get("overwrite"):
+    if spec.job.overwrite:
         if record is None and fs.ls(root):
             raise ConfigError(
-                "output.path", f"{cfg.output.path!r} is not a rayjobs output; refusing to delete it"
+                "output.path", f"{spec.output.path!r} is not a rayjobs output; refusing to delete it"
             )
         fs.rm(root, recursive=True)
         return set()
     if record is None:
         if fs.isdir(root) and not fs.ls(root):
             return set()
-        raise ConfigError("output.path", f"{cfg.output.path!r} exists and is not a rayjobs output")
+        raise ConfigError("output.path", f"{spec.output.path!r} exists and is not a rayjobs output")
     if record.get("fingerprint") != fingerprint:
         changed = run_record.changed_keys(record.get("fingerprinted"), parts)
         if changed:
@@ -48,12 +48,12 @@ def claim_output(
             more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
             raise ConfigError(
                 key,
-                f"is {after!r} but {cfg.output.path!r} was written with {before!r}{more}: results would "
+                f"is {after!r} but {spec.output.path!r} was written with {before!r}{more}: results would "
                 "mix; use another output.path, or job.overwrite=true to redo it",
             )
         raise ConfigError(
             "output.path",
-            f"{cfg.output.path!r} holds results of a different run ({record.get('job')}, fingerprint "
+            f"{spec.output.path!r} holds results of a different run ({record.get('job')}, fingerprint "
             f"{record.get('fingerprint')} != {fingerprint}): use another output.path or job.overwrite=true",
         )
     return run_record.read_progress(fs, root) & {shard.index for shard in plan.shards}

@@ -25,7 +25,7 @@ from operators.arrow_tensors import arrow_to_tensor, tensor_to_arrow
 from operators.fan_out import INDEX, PARENT_ID, parts_of, sub_of
 from operators.file_outputs import FILE_BYTES, FILE_EXT, file_name
 from operators.row_errors import ERROR, ERROR_STAGE, FILTER_STAGE, FILTERED, errored_rows, good_rows
-from rayjobs.io.read_input import ROW, SHARD
+from rayjobs.io.shards import ROW, SHARD
 from rayjobs.io.storage import filesystem, join, write_bytes, write_parquet
 from rayjobs.pipeline.model_stage import BATCH_SIZE_PREFIX
 
@@ -116,11 +116,13 @@ def _write_files(fs, root: str, table: pa.Table, good: np.ndarray) -> pa.Table:
 
 
 def _batch_sizes(table: pa.Table) -> dict[str, int]:
-    return {
-        name.removeprefix(BATCH_SIZE_PREFIX): int(np.max(table[name].to_numpy()))
+    """{model stage: rows per call} of this batch; 0 (no row reached the model) is left out."""
+    sizes = {
+        name.removeprefix(BATCH_SIZE_PREFIX): int(np.max(table[name].to_numpy(), initial=0))
         for name in table.column_names
-        if name.startswith(BATCH_SIZE_PREFIX) and table.num_rows
+        if name.startswith(BATCH_SIZE_PREFIX)
     }
+    return {stage: size for stage, size in sizes.items() if size}
 
 
 def _result_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:

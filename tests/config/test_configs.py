@@ -8,9 +8,10 @@ import pytest
 from omegaconf import OmegaConf
 
 import rayjobs
-from rayjobs.config.check_config import check_job, check_operator, operator_config
+from rayjobs.config.check_config import check_operator, operator_config
 from rayjobs.config.compose import CONF_DIR, MODEL_JOBS
 from rayjobs.config.config_error import ConfigError
+from rayjobs.config.run_spec import parse_run
 
 GROUPS = {
     group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
@@ -41,7 +42,7 @@ def test_every_option_of_every_group_composes(job, group):
     for option in GROUPS[group]:
         cfg = rayjobs.compose(job, [f"{group}={option}", *REQUIRED])
         assert cfg.job.name == job
-        check_job(cfg)  # stage keys parse
+        parse_run(cfg, ("preprocess",), ("model",))  # stage keys parse
 
 
 @pytest.mark.parametrize("model", GROUPS["model"])
@@ -117,13 +118,13 @@ def test_documented_keys_override():
 def test_bad_values_fail_with_their_key(overrides, key):
     cfg = rayjobs.compose("embed_texts", [*REQUIRED, *overrides])
     with pytest.raises(ConfigError) as caught:
-        check_job(cfg)
+        parse_run(cfg, ("preprocess",), ("model",))
     assert caught.value.key == key
 
 
 def test_missing_required_keys_are_named():
     with pytest.raises(ConfigError) as caught:
-        check_job(rayjobs.compose("embed_texts", ["output.path=/x"]))
+        parse_run(rayjobs.compose("embed_texts", ["output.path=/x"]), (), ())
     assert caught.value.key == "input.path"
 
 

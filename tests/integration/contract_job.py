@@ -17,7 +17,6 @@ import rayjobs
 from operators.fan_out import INDEX, fan_out
 from operators.row_errors import good_rows, mark_filtered
 from operators.text.tokenize_texts import tokenize_texts
-from rayjobs.io.read_input import read_input
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
 from rayjobs.pipeline.write_results import write_results
@@ -85,7 +84,7 @@ def run(cfg) -> RunResult:
     if job.result:
         return job.result
     options = {"model_path": cfg.model.path, "text_column": "text", "keep_text": False}
-    rows = read_input(job.plan, job.todo, cfg.input, columns=["text"])
+    rows = job.read(columns=["text"])
     tokens = rows.map_batches(tokenize_texts, fn_kwargs=options, **job.task_args())
     expanded = tokens.map_batches(expand, **job.task_args("expand"))
     embedded = expanded.map_batches(ModelStage, **job.model_args())

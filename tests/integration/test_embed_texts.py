@@ -62,7 +62,7 @@ def test_real_minilm_end_to_end_matches_sentence_transformers(local_ray, tmp_pat
     record = json.loads((tmp_path / "out" / "_run.json").read_text())
     assert record["status"] == "done" and record["stats"]["rows_in"] == 120
     assert record["config"]["model"]["path"] == minilm_path
-    assert record["stats"]["model_batch_size"] in ([8], [16], [32])
+    assert record["stats"]["model_batch_size"] in ({"model": [8]}, {"model": [16]}, {"model": [32]})
     assert (tmp_path / "out" / "_SUCCESS").exists()
 
 
@@ -79,7 +79,7 @@ def test_rerun_is_a_no_op_changed_config_is_refused_overwrite_starts_over(local_
 
     with pytest.raises(ConfigError) as caught:
         rayjobs.run(rayjobs.compose("embed_texts", [*base, "model.normalize=true"]))
-    assert caught.value.key == "output.path" and "overwrite" in str(caught.value)
+    assert caught.value.key == "model.normalize" and "job.overwrite=true" in str(caught.value)
 
     redone = rayjobs.run(
         rayjobs.compose("embed_texts", [*base, "model.normalize=true", "job.overwrite=true"])

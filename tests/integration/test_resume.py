@@ -53,25 +53,26 @@ def read_ids(folder: Path) -> list:
     return pq.read_table(folder)["id"].to_pylist() if folder.exists() else []
 
 
+def kill_when(command: list[str], env: dict, reached, name: str, seconds: float = 240) -> None:
+    """Start the driver, SIGKILL it once `reached()` holds (its Ray processes die or linger on their own)."""
+    first = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + seconds
+    while not reached():
+        assert first.poll() is None, "the first run ended before the kill point"
+        assert time.monotonic() < deadline, f"kill point {name} never reached"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+
+
 @pytest.mark.parametrize("point", sorted(KILL_POINTS))
 def test_sigkill_then_rerun_writes_every_row_exactly_once(tmp_path, tiny_bert, point):
     source = write_texts(tmp_path / "in", rows=ROWS, files=2)
     out = tmp_path / "out"
     env = {**os.environ, "RAY_ADDRESS": ""}
-    first = subprocess.Popen(
-        command(tmp_path / "in", out, tiny_bert),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 180
-    while not KILL_POINTS[point](out):
-        assert first.poll() is None, "the first run ended before the kill point"
-        assert time.monotonic() < deadline, f"kill point {point} never reached"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)  # the driver only: its Ray processes die or linger on their own
-    first.wait(timeout=30)
+    kill_when(command(tmp_path / "in", out, tiny_bert), env, lambda: KILL_POINTS[point](out), point)
     assert not (out / "_SUCCESS").exists()
 
     second = subprocess.run(

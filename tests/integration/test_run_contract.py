@@ -4,10 +4,8 @@ data/, errors/ or filtered/, also after the driver is SIGKILLed at several point
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,7 +13,7 @@ import pytest
 
 from tests.integration.contract_job import children, overrides
 from tests.integration.inputs import BAD_TEXTS, write_texts
-from tests.integration.test_resume import done_shards, files
+from tests.integration.test_resume import done_shards, files, kill_when
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 ROWS = 400
@@ -74,20 +72,7 @@ def test_sigkill_then_rerun_settles_every_parent_and_index_exactly_once(tmp_path
     source = write_texts(tmp_path / "in", rows=ROWS, files=2)
     out = tmp_path / "out"
     env = {**os.environ, "RAY_ADDRESS": ""}
-    first = subprocess.Popen(
-        command(tmp_path / "in", out, tiny_bert),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 240
-    while not KILL_POINTS[point](out):
-        assert first.poll() is None, "the first run ended before the kill point"
-        assert time.monotonic() < deadline, f"kill point {point} never reached"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
+    kill_when(command(tmp_path / "in", out, tiny_bert), env, lambda: KILL_POINTS[point](out), point)
     assert not (out / "_SUCCESS").exists()
 
     second = subprocess.run(

@@ -6,32 +6,33 @@ from PIL import Image
 
 from operators.row_errors import ERROR, ERROR_STAGE
 from rayjobs.config.config_error import ConfigError
-from rayjobs.io.read_input import ROW, SHARD, _read_rows, plan_input, read_shard
+from rayjobs.config.run_spec import InputSpec
+from rayjobs.io.input_formats import FORMATS
+from rayjobs.io.parquet_input import rows_of
+from rayjobs.io.read_input import plan_input, read_options, read_shard
+from rayjobs.io.shards import ROW, SHARD
 
 
 def parquet_cfg(path, **extra):
-    return {"format": "parquet", "path": str(path), "shard_rows": 10, "storage_options": {}, **extra}
+    return InputSpec.parse({"format": "parquet", "path": str(path), "shard_rows": 10, **extra})
 
 
 def images_cfg(path, **extra):
-    return {"format": "images", "path": str(path), "shard_rows": 3, "extensions": [".jpg", ".png"], **extra}
-
-
-def options(plan, cfg, columns):
-    return {
-        "format": cfg["format"],
-        "line_columns": [],
-        "url": cfg["path"],
-        "root": plan.root,
-        "storage_options": {},
-        "id_column": cfg.get("id_column"),
-        "image_column": "image",
-        "columns": columns,
-    }
+    return InputSpec.parse(
+        {"format": "images", "path": str(path), "shard_rows": 3, "extensions": [".jpg", ".png"], **extra}
+    )
 
 
 def read(plan, cfg, columns, shards=None):
-    return pa.concat_tables(read_shard(shard, options(plan, cfg, columns)) for shard in shards or plan.shards)
+    options = read_options(plan, cfg, columns)
+    return pa.concat_tables(read_shard(shard, options) for shard in shards or plan.shards)
+
+
+def test_every_format_has_a_plan_and_a_read_and_the_config_check_knows_it():
+    assert set(FORMATS) == {"parquet", "images", "csv", "jsonl", "openai_batch"}
+    with pytest.raises(ConfigError) as caught:
+        InputSpec.parse({"path": "x", "format": "xlsx"})
+    assert caught.value.key == "input.format" and "openai_batch" in caught.value.problem
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_default_ids_name_file_and_row(two_files):
 
 def test_row_ranges_read_only_what_they_need(two_files):
     file = pq.ParquetFile(two_files / "a.parquet")
-    assert _read_rows(file, 6, 9, ["key"])["key"].to_pylist() == list(range(6, 15))
+    assert rows_of(file, 6, 9, ["key"])["key"].to_pylist() == list(range(6, 15))
 
 
 def test_limit_cuts_shards(two_files):

@@ -10,7 +10,7 @@ import rayjobs
 from rayjobs.config.compose import CPU_JOBS, MODEL_JOBS
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.stage_spec import STAGE_KEYS
-from rayjobs.io.read_input import InputPlan, Shard
+from rayjobs.io.shards import InputPlan, Shard
 from rayjobs.io.storage import filesystem
 from rayjobs.pipeline import run_record
 from rayjobs.pipeline.fingerprint import UNFINGERPRINTED, fingerprint_parts

@@ -6,7 +6,7 @@ from operators.arrow_tensors import tensor_to_arrow
 from operators.fan_out import fan_out
 from operators.file_outputs import FILE_BYTES, FILE_EXT, file_name
 from operators.row_errors import ERROR, ERROR_STAGE, mark_filtered
-from rayjobs.io.read_input import ROW, SHARD
+from rayjobs.io.shards import ROW, SHARD
 from rayjobs.pipeline.write_results import parse_part_name, part_name, shard_of, write_results
 
 

@@ -76,3 +76,8 @@ def test_the_system_prompt_and_the_default_prompt_reach_the_chat_template(tiny_s
     told = ChatCaptioner(tiny_smolvlm, system_prompt="answer in french", max_new_tokens=2)
     assert plain.chat_text(DEFAULT_PROMPT) == f"User:<image> {DEFAULT_PROMPT}<end_of_utterance>\nAssistant:"
     assert told.chat_text("hi").startswith("System: answer in french<end_of_utterance>\nUser:<image> hi")
+
+
+def test_trust_remote_code_must_be_a_real_bool_before_the_processor_loads(tiny_smolvlm):
+    with pytest.raises(TypeError, match="true or false"):
+        ChatCaptioner(tiny_smolvlm, trust_remote_code="false")

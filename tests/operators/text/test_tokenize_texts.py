@@ -85,3 +85,18 @@ def test_tokenizers_with_extra_switches_go_through_transformers(tiny_bert, tmp_p
     assert not isinstance(tokenizer, FastTokenizer)
     table = tokenize_texts(pa.table({"text": ["a red car"]}), model_path=str(folder), text_column="text")
     assert arrow_to_lists(table["input_ids"])[0].tolist() == tokenizer(["a red car"])["input_ids"][0]
+
+
+def test_a_tokenizer_without_a_limit_is_capped_at_the_models_positions(tiny_bert, tmp_path):
+    folder = tmp_path / "no_limit"
+    shutil.copytree(tiny_bert, folder)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    settings.pop("model_max_length", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = 12
+    (folder / "config.json").write_text(json.dumps(config))
+    load_tokenizer.cache_clear()
+    table = pa.table({"id": ["a"], "text": [" ".join(["cat"] * 40)]})
+    out = tokenize_texts(table, model_path=str(folder), text_column="text")
+    assert len(arrow_to_lists(out["input_ids"])[0]) == 12 and out["truncated"].to_pylist() == [True]

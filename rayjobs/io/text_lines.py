@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import csv
 import json
+import posixpath
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
-from operators.row_errors import ERROR, ERROR_STAGE, describe
+from operators.row_errors import describe
+from rayjobs.config.config_error import ConfigError
+from rayjobs.io.shards import InputPlan, ReadOptions, Shard, hidden, row_ids, shard_table, with_read_errors
+from rayjobs.io.storage import filesystem, retrying
 
 LINE_FORMATS = {
     "csv": (".csv",),
@@ -22,6 +26,59 @@ LINE_FORMATS = {
     "openai_batch": (".jsonl", ".json"),
 }
 RAW_LINE = "request"  # openai_batch rows keep the raw line: the operator-side parser owns errors
+
+
+def plan(fs, root: str, spec) -> InputPlan:
+    """Shards of `input.shard_rows` non-blank lines, found by streaming each file once."""
+    fmt = spec.format
+    if fs.isdir(root):
+        files = sorted(
+            p for p in fs.find(root) if p.lower().endswith(LINE_FORMATS[fmt]) and not hidden(p, root)
+        )
+        base = root
+    else:
+        files = sorted(fs.glob(root)) if any(c in root for c in "*?[") else [root]
+        base = posixpath.dirname(files[0]) if files else root
+    if not files:
+        raise ConfigError(
+            "input.path", f"no {fmt} files ({', '.join(LINE_FORMATS[fmt])}) under {spec.path!r}"
+        )
+    shards: list[Shard] = []
+    for path in files:
+        with fs.open(path, "rb") as handle:
+            first = 0
+            for start, end, rows in line_offsets(handle, spec.shard_rows, skip_header=fmt == "csv"):
+                shards.append(
+                    Shard(len(shards), rows, path=path, start=first, byte_start=start, byte_end=end)
+                )
+                first += rows
+    if fmt == "csv":
+        names = header(fs, files[0])
+    elif fmt == "jsonl":
+        names = first_record_keys(fs, files[0])
+    else:
+        names = [RAW_LINE]
+    return InputPlan(base, shards, pa.schema([(name, pa.string()) for name in names]), len(files))
+
+
+def read(shard: Shard, options: ReadOptions) -> pa.Table:
+    spec = options.input
+    fs, _ = filesystem(spec.path, spec.storage_options)
+
+    def read_range() -> bytes:
+        with fs.open(shard.path, "rb") as handle:
+            handle.seek(shard.byte_start)
+            return handle.read(shard.byte_end - shard.byte_start)
+
+    names = list(options.schema_names)
+    data, reasons = read_lines(retrying(read_range), spec.format, names)
+    data, reasons = data.slice(0, shard.rows), reasons[: shard.rows]  # job.limit may cut a shard short
+    ids = data[spec.id_column] if spec.id_column else row_ids(shard, options.root, data.num_rows)
+    table = shard_table(shard, ids)
+    for column in dict.fromkeys([*options.columns, *names]):
+        if column in data.column_names and column not in table.column_names:
+            table = table.append_column(column, data[column])
+    return with_read_errors(table, reasons)
 
 
 def line_offsets(handle, step: int, skip_header: bool) -> Iterator[tuple[int, int, int]]:
@@ -94,9 +151,3 @@ def read_lines(data: bytes, fmt: str, columns: list[str]) -> tuple[pa.Table, lis
 def _column(values: list[Any]) -> pa.Array:
     """Strings stay strings; anything else is kept as its JSON text, so every shard has one schema."""
     return pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values], pa.string())
-
-
-def with_parse_errors(table: pa.Table, reasons: list[str | None], stage: str) -> pa.Table:
-    stages = [stage if reason else None for reason in reasons]
-    table = table.append_column(ERROR, pa.array(reasons, pa.string()))
-    return table.append_column(ERROR_STAGE, pa.array(stages, pa.string()))

@@ -1,0 +1,286 @@
+"""Random-weight Hugging Face checkpoints of any size, built offline in seconds.
+
+The defaults are toy sizes (hidden size 32, two layers, 32 px images) for the tests; the
+benchmarks pass real models' shapes, since throughput does not depend on the weights' values.
+Shapes are mappings in each config class's own keyword names, merged over its defaults: an
+empty mapping means the config class's default, which is usually the base model's shape.
+
+This lives in `benchmarks`, not `tests`, because `benchmarks` is installed with rayjobs and
+`tests` is not: a machine that gets only the package (a GPU box) still builds its benchmark
+models, and the tests import their tiny ones from here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+WORDS = (
+    "a the cat dog red blue shoe car tree house photo of on in with and white black small big "
+    "green sky sea man woman child plays runs sits park street night day"
+).split()
+
+TOY_TOWER = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 2}
+TOY_TEXT = {**TOY_TOWER, "max_position_embeddings": 64}
+TOY_VISION = {**TOY_TOWER, "image_size": 32, "patch_size": 8}
+TOY_GPT2 = {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 128}
+TOY_LLAMA = {**TOY_TOWER, "num_key_value_heads": 1, "max_position_embeddings": 512}
+
+# Plain "role: content" lines; the model answers after "assistant:".
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+# SmolVLM's layout: "User:<image> text<end_of_utterance>", string or list content.
+VLM_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] | capitalize }}:"
+    "{% if m['content'] is string %} {{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{% elif c['type'] == 'text' %} {{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+def word_piece_tokenizer(folder: Path, model_max_length: int = 64) -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer over a tiny vocabulary, built with `tokenizers`.
+
+    (transformers 5 ignores a bare vocab.txt: wrapping the tokenizer object keeps the vocabulary.)
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters, *[f"##{c}" for c in letters]]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    backend.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=model_max_length,
+    )
+
+
+def byte_level_tokenizer(
+    folder: Path,
+    chat_template: bool = True,
+    *,
+    corpus: Iterable[str] | None = None,
+    vocab_size: int = 300,
+    min_frequency: int = 1,
+    model_max_length: int = 128,
+) -> PreTrainedTokenizerFast:
+    """A GPT-2-style byte-level BPE tokenizer trained on `corpus` (default: the toy vocabulary)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if corpus is None:
+        corpus = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))] * 4
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        corpus,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+    )
+    # Rebuilt from vocab/merges files it would reload with an empty vocabulary under transformers 5.
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        eos_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        pad_token="<|pad|>",
+        model_max_length=model_max_length,
+    )
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def text_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+    """Vocabulary size and special ids for a text tower that reads `tokenizer` (BERT-style: CLS/SEP)."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    return {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def bert(
+    folder: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    text: Mapping[str, Any] = TOY_TEXT,
+    *,
+    sentence_transformers_files: bool = False,
+) -> Path:
+    """A BERT encoder with its tokenizer; optionally sentence-transformers files (cls pooling,
+    Normalize, max_seq_length 16)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), **text)
+    BertModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if sentence_transformers_files:
+        pooling = {"word_embedding_dimension": config.hidden_size, "pooling_mode_cls_token": True}
+        (folder / "1_Pooling").mkdir(exist_ok=True)
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ]
+        (folder / "modules.json").write_text(json.dumps(modules))
+        (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16}))
+    return folder
+
+
+def clip(
+    folder: Path,
+    tokenizer: PreTrainedTokenizerBase | None,
+    text: Mapping[str, Any] = TOY_TEXT,
+    vision: Mapping[str, Any] = TOY_VISION,
+    projection_dim: int = 16,
+) -> Path:
+    """A CLIP (shortest-edge resize + center crop to the tower's size); without a tokenizer the
+    text tower keeps its default vocabulary and no tokenizer is saved (image-only uses)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    torch.manual_seed(0)
+    ids = text_token_ids(tokenizer) if tokenizer is not None else {}
+    config = CLIPConfig(
+        text_config={**ids, **text}, vision_config=dict(vision), projection_dim=projection_dim
+    )
+    CLIPModel(config).eval().save_pretrained(folder)
+    side = config.vision_config.image_size
+    CLIPImageProcessor(
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+    ).save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+def siglip(
+    folder: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    text: Mapping[str, Any] = TOY_TEXT,
+    vision: Mapping[str, Any] = TOY_VISION,
+) -> Path:
+    """A SigLIP (plain resize to the tower's size, mean/std 0.5)."""
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    torch.manual_seed(0)
+    config = SiglipConfig(text_config={**text_token_ids(tokenizer), **text}, vision_config=dict(vision))
+    SiglipModel(config).eval().save_pretrained(folder)
+    side = config.vision_config.image_size
+    SiglipImageProcessor(size={"height": side, "width": side}).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def gpt2(folder: Path, tokenizer: PreTrainedTokenizerBase, shape: Mapping[str, Any] = TOY_GPT2) -> Path:
+    """A GPT-2 causal LM with its tokenizer (and the tokenizer's chat template)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(**text_token_ids(tokenizer), **shape)).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def blip(
+    folder: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    text: Mapping[str, Any] = TOY_TEXT,
+    vision: Mapping[str, Any] = TOY_VISION,
+    projection_dim: int = 16,
+) -> Path:
+    """A BLIP captioner (BERT-style decoder: [CLS] starts a caption, [SEP] ends it)."""
+    import torch
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    torch.manual_seed(0)
+    tokenizer.add_special_tokens({"bos_token": "[CLS]", "eos_token": "[SEP]"})
+    ids = {**text_token_ids(tokenizer), "sep_token_id": tokenizer.sep_token_id}
+    config = BlipConfig(
+        text_config={**ids, **text}, vision_config=dict(vision), projection_dim=projection_dim
+    )
+    BlipForConditionalGeneration(config).eval().save_pretrained(folder)
+    side = config.vision_config.image_size
+    image_processor = BlipImageProcessor(size={"height": side, "width": side})
+    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def smolvlm(
+    folder: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    text: Mapping[str, Any] = TOY_LLAMA,
+    vision: Mapping[str, Any] = TOY_VISION,
+    *,
+    scale_factor: int = 2,
+    tile_tokens: int = 4,
+) -> Path:
+    """SmolVLM's architecture (Idefics3: a SigLIP-style vision tower + Llama) with a SmolVLM-style
+    chat template. Images are split into tiles of the tower's size, up to two a side plus a global
+    view; each tile becomes (side / patch / scale_factor)^2 image tokens. `tile_tokens`: the
+    <row_r_col_c> markers the tokenizer knows, r and c up to it."""
+    import torch
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
+
+    torch.manual_seed(0)
+    tiles = [f"<row_{r}_col_{c}>" for r in range(1, tile_tokens + 1) for c in range(1, tile_tokens + 1)]
+    specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", *tiles]
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    end = tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+    config = Idefics3Config(
+        text_config={"model_type": "llama", **text_token_ids(tokenizer), "eos_token_id": end, **text},
+        vision_config=dict(vision),
+        scale_factor=scale_factor,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = Idefics3ForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = end
+    model.save_pretrained(folder)
+    side, patch = config.vision_config.image_size, config.vision_config.patch_size
+    images = Idefics3ImageProcessorPil(
+        size={"longest_edge": 2 * side}, max_image_size={"longest_edge": side}, do_image_splitting=True
+    )
+    Idefics3Processor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        image_seq_len=(side // patch // scale_factor) ** 2,
+        chat_template=VLM_CHAT_TEMPLATE,
+    ).save_pretrained(folder)
+    return folder
