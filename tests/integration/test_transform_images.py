@@ -51,7 +51,12 @@ def test_cli_defaults_make_one_jpeg_thumbnail_of_256_px_per_image(tmp_path):
     assert {row["stage"] for row in errors} == {"transform"}
     record = json.loads((out / "_run.json").read_text())
     assert record["stats"]["cluster"]["gpus"] == 0 and not record["stats"]["model_batch_size"]
-    assert not any("ModelStage" in stage["name"] for stage in record["stats"]["stages"])
+    stages = [stage["name"] for stage in record["stats"]["stages"]]
+    assert not any("ModelStage" in name for name in stages)
+    # read, transform and write fused into one task per shard: file bytes never cross the object store
+    assert any(
+        "ReadShards" in name and "transform_images" in name and "write_results" in name for name in stages
+    )
 
 
 def test_several_sizes_fan_out_from_a_parquet_column_of_bytes(local_ray, tmp_path):
