@@ -5,13 +5,17 @@ import json
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 import rayjobs
+from operators.image.transform_images import transform_images
+from rayjobs.io.shards import ROW, SHARD
+from rayjobs.pipeline.write_results import write_results
 from tests.integration.conftest import storage_overrides
-from tests.integration.inputs import write_image_table, write_images
+from tests.integration.inputs import jpeg, write_image_table, write_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -110,6 +114,22 @@ def test_file_outputs_on_s3_are_deterministic_and_a_rerun_adds_no_file(local_ray
     assert sorted(fs.find("rayjobs-test/thumbs-out/files")) == names
     with fs.open(names[1], "rb") as handle:
         assert max(Image.open(io.BytesIO(handle.read())).size) == 40  # index 1: the 40 px box
+
+    # a retried write task (same rows, same run) on S3 replaces its files and Parquet part
+    rows = {
+        SHARD: pa.array([0, 0], pa.int32()),
+        ROW: [0, 1],
+        "id": ["x.jpg", "y.jpg"],
+        "image": [jpeg(1), jpeg(2)],
+    }
+    batch = transform_images(pa.table(rows), image_column="image", sizes=[8, 16])
+    output = {"path": "s3://rayjobs-test/retried", "storage_options": options, "results": [], "run_id": "r"}
+    for _ in range(2):
+        write_results(batch, output=output)
+    assert sorted(fs.find("rayjobs-test/retried/files")) == [
+        f"rayjobs-test/retried/files/{name}@{i}.jpg" for name in ("x.jpg", "y.jpg") for i in (0, 1)
+    ]
+    assert len(fs.find("rayjobs-test/retried/data")) == 1
 
 
 @pytest.mark.parametrize(
