@@ -60,8 +60,7 @@ class QueryEncoder:
         if self._text is None:
             extra = {k: self.model[k] for k in ("pooling", "normalize") if self.model.get(k) is not None}
             self._text = TextEmbedder(self.model["path"], **self.options, **extra)
-        # A tokenizer that records no limit (512 then) or too high a one must not outrun the positions.
-        limit = min(limit, positions(self._text.model.config) or limit)
+        # `limit` is capped at the text tower's positions (a tokenizer may record none, or too many).
         text = query.lower() if lowercase else query
         ids = tokenizer([text], truncation=True, max_length=limit)["input_ids"][0]
         if not ids:
@@ -94,12 +93,3 @@ class QueryEncoder:
             self._image = ImageEmbedder(self.model["path"], **self.options)
         return self._image({"pixel_values": arrow_to_tensor(table["pixel_values"])})["embedding"][0]
 
-
-def positions(config: Any) -> int | None:
-    """Token positions of a model's text tower (CLIP/SigLIP keep theirs in text_config); None: no cap."""
-    config = getattr(config, "text_config", None) or config
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None

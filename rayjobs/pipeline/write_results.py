@@ -68,6 +68,7 @@ def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
     compression = output.get("compression", "zstd")
     good = good_rows(table)
     errored = errored_rows(table)
+    filtered = ~good & ~errored
     if FILE_BYTES in table.column_names:
         table = _write_files(fs, root, table, good)
     shards = table[SHARD].to_numpy()
@@ -82,7 +83,7 @@ def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
         outcomes = {
             DATA_DIR: (mine & good, _result_columns),
             ERRORS_DIR: (mine & errored, _error_columns),
-            FILTERED_DIR: (mine & ~good & ~errored, _filtered_columns),
+            FILTERED_DIR: (mine & filtered, _filtered_columns),
         }
         for folder, (rows_here, columns) in outcomes.items():
             if rows_here.any():
@@ -90,7 +91,7 @@ def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
                 write_parquet(fs, join(root, folder, name), part, compression)
         for k in np.unique(parts[mine]):
             group = mine & (parts == k)
-            counts = [int(group.sum()), int((group & errored).sum()), int((group & ~good & ~errored).sum())]
+            counts = [int(group.sum()), int((group & errored).sum()), int((group & filtered).sum())]
             manifest.append((int(shard), int(k), *counts, sizes))
     return pa.Table.from_pylist(
         [dict(zip(MANIFEST.names, row, strict=True)) for row in manifest], schema=MANIFEST

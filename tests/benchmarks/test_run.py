@@ -96,3 +96,17 @@ def test_caption_harness_counts_captions(tmp_path, tiny_blip):
     for name in ("model_ceiling", "model_ceiling_tokens_per_s", "rayjobs_e2e", "rayjobs_e2e_tokens_per_s"):
         assert result["figures"][name] > 0, name
     assert set(result["ratios"]) == {"e2e/model_ceiling"}
+
+
+def test_transform_harness_measures_the_ceiling_and_the_job(tmp_path):
+    out = tmp_path / "transform.json"
+    done = harness(
+        "transform_images", "--rows", "12", "--no-table", "--json", str(out), "transform.format=webp"
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert (result["job"], result["unit"], result["rows"]) == ("transform_images", "images/s", 12)
+    assert result["figures"]["rows_out"] == 12
+    for name in ("decode_ceiling", "decode_ceiling_per_core", "rayjobs_e2e", "rayjobs_e2e_with_ray_start"):
+        assert result["figures"][name] > 0, name
+    assert set(result["ratios"]) == {"e2e/decode_ceiling"}

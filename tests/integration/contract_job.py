@@ -6,17 +6,16 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-import rayjobs
 from operators.fan_out import INDEX, fan_out
 from operators.row_errors import good_rows, mark_filtered
 from operators.text.tokenize_texts import tokenize_texts
+from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
 from rayjobs.pipeline.write_results import write_results
@@ -93,10 +92,11 @@ def run(cfg) -> RunResult:
     return job.finish(normed.map_batches(write_results, **job.write_args(["norm"])))
 
 
-if __name__ == "__main__":
-    from rayjobs.pipeline.cli import setup_logging
-
-    setup_logging()
-    result = run(rayjobs.compose("embed_texts", sys.argv[1:]))
+def main(cfg) -> int:
+    result = run(cfg)
     print(result.summary(), flush=True)
-    sys.exit(0 if result.ok else 1)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    run_cli("embed_texts", run=main)  # embed_texts' config, this chain
