@@ -92,4 +92,3 @@ class QueryEncoder:
         if self._image is None:
             self._image = ImageEmbedder(self.model["path"], **self.options)
         return self._image({"pixel_values": arrow_to_tensor(table["pixel_values"])})["embedding"][0]
-
