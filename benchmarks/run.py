@@ -8,6 +8,7 @@
     python -m benchmarks.run transform_images [--rows 512] [key=value ...]  # output images/s, CPU only
     python -m benchmarks.run embed_texts --scale      # N and 10 x N rows: rows/s and memory stay flat
     python -m benchmarks.run embed_texts --auto-batch # rayjobs with model.batch_size=auto
+    python -m benchmarks.run embed_texts --feed       # + feed ceiling (no-op model), ModelStage overhead
 
 Writes benchmarks/results/<job>-<device>-<time>.json and appends a row to benchmarks/README.md.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import (
+    feed,
     image_captioning,
     image_embedding,
     image_transform,
@@ -118,6 +120,8 @@ def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
         source, work / "out", model, rayjobs_batch(args), "input.id_column=id", extra=args
     )
     figures.update(run_rayjobs("embed_texts", overrides, device))
+    if args.feed:
+        figures.update(feed_figures("embed_texts", overrides, args, device))
     if not args.only_rayjobs:
         figures["textbook_ray"] = text_embedding.textbook_ray(
             model, source, work / "textbook", args.batch_size, device
@@ -136,12 +140,24 @@ def bench_images(args: argparse.Namespace, work: Path, device: str) -> dict:
         figures["decode_ceiling"] = image_embedding.decode_ceiling(model, blobs)
     overrides = job_overrides(folder, work / "out", model, rayjobs_batch(args), extra=args)
     figures.update(run_rayjobs("embed_images", overrides, device))
+    if args.feed:
+        figures.update(feed_figures("embed_images", overrides, args, device))
     if not args.only_rayjobs:
         figures["textbook_ray"] = image_embedding.textbook_ray(
             model, folder, work / "textbook", args.batch_size, device
         )
     _shutdown_ray()
     return {"model": models.display_name(model), **figures}
+
+
+def feed_figures(job: str, overrides: list[str], args: argparse.Namespace, device: str) -> dict:
+    """The same job with a no-op model (what the pipeline can feed), and ModelStage's own cost."""
+    nothing = run_rayjobs(job, [*overrides, *feed.feed_overrides(job)], device)
+    return {
+        "feed_ceiling": nothing["rayjobs_e2e"],
+        "feed_ceiling_per_core": feed.per_core(nothing["rayjobs_e2e"]),
+        "host_overhead_at_10ms": feed.host_overhead(job, args.batch_size, sleep_s=0.01),
+    }
 
 
 def bench_generation(args: argparse.Namespace, work: Path, device: str) -> dict:
@@ -274,6 +290,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--vlm", action="store_true", help="caption_images with a chat VLM (SmolVLM-256M shape)"
     )
     parser.add_argument("--only-rayjobs", action="store_true", help="skip ceilings and baselines")
+    parser.add_argument(
+        "--feed", action="store_true", help="also the feed ceiling (a no-op model) and ModelStage's overhead"
+    )
     parser.add_argument("--scale", action="store_true", help="also run N and 10 x N rows")
     parser.add_argument("--no-table", action="store_true", help="do not append to benchmarks/README.md")
     parser.add_argument("--json", type=Path, help="write the result here instead of benchmarks/results/")
