@@ -53,6 +53,23 @@ def read_ids(folder: Path) -> list:
     return pq.read_table(folder)["id"].to_pylist() if folder.exists() else []
 
 
+def local_ray_env() -> dict:
+    """The driver starts a Ray of its own, whatever RAY_ADDRESS the test run has."""
+    return {**os.environ, "RAY_ADDRESS": ""}
+
+
+def kill_then_rerun(
+    command: list[str], out: Path, reached, name: str, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """SIGKILL the driver at a kill point (nothing finished yet), then run the same command to the end."""
+    env = local_ray_env()
+    kill_when(command, env, reached, name)
+    assert not (out / "_SUCCESS").exists()
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+    return second
+
+
 def kill_when(command: list[str], env: dict, reached, name: str, seconds: float = 240) -> None:
     """Start the driver, SIGKILL it once `reached()` holds (its Ray processes die or linger on their own)."""
     first = subprocess.Popen(
@@ -71,14 +88,8 @@ def kill_when(command: list[str], env: dict, reached, name: str, seconds: float 
 def test_sigkill_then_rerun_writes_every_row_exactly_once(tmp_path, tiny_bert, point):
     source = write_texts(tmp_path / "in", rows=ROWS, files=2)
     out = tmp_path / "out"
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    kill_when(command(tmp_path / "in", out, tiny_bert), env, lambda: KILL_POINTS[point](out), point)
-    assert not (out / "_SUCCESS").exists()
-
-    second = subprocess.run(
-        command(tmp_path / "in", out, tiny_bert), env=env, capture_output=True, text=True, timeout=300
-    )
-    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+    run = command(tmp_path / "in", out, tiny_bert)
+    second = kill_then_rerun(run, out, lambda: KILL_POINTS[point](out), point)
     written, errored = read_ids(out / "data"), read_ids(out / "errors")
     assert len(written) == len(set(written)) and len(errored) == len(set(errored)), "a row was written twice"
     assert sorted(written + errored) == sorted(source)
@@ -90,7 +101,5 @@ def test_sigkill_then_rerun_writes_every_row_exactly_once(tmp_path, tiny_bert, p
         assert record["stats"]["rows_resumed"] >= 3 * 60
         assert "resuming" in second.stdout
 
-    third = subprocess.run(
-        command(tmp_path / "in", out, tiny_bert), env=env, capture_output=True, text=True, timeout=120
-    )
+    third = subprocess.run(run, env=local_ray_env(), capture_output=True, text=True, timeout=120)
     assert third.returncode == 0 and "already finished" in third.stdout

@@ -3,8 +3,6 @@ contract_job: fan-out, two model pools, a filter): every (parent, index) ends ex
 data/, errors/ or filtered/, also after the driver is SIGKILLed at several points and re-run."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 
 from tests.integration.contract_job import children, overrides
 from tests.integration.inputs import BAD_TEXTS, write_texts
-from tests.integration.test_resume import done_shards, files, kill_when
+from tests.integration.test_resume import done_shards, files, kill_then_rerun
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 ROWS = 400
@@ -71,12 +69,7 @@ KILL_POINTS = {
 def test_sigkill_then_rerun_settles_every_parent_and_index_exactly_once(tmp_path, tiny_bert, point):
     source = write_texts(tmp_path / "in", rows=ROWS, files=2)
     out = tmp_path / "out"
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    kill_when(command(tmp_path / "in", out, tiny_bert), env, lambda: KILL_POINTS[point](out), point)
-    assert not (out / "_SUCCESS").exists()
-
-    second = subprocess.run(
-        command(tmp_path / "in", out, tiny_bert), env=env, capture_output=True, text=True, timeout=400
+    kill_then_rerun(
+        command(tmp_path / "in", out, tiny_bert), out, lambda: KILL_POINTS[point](out), point, 400
     )
-    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
     assert_exactly_once(out, source)
