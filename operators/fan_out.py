@@ -38,7 +38,8 @@ def fan_out(table: pa.Table, counts: Sequence[int], only: np.ndarray | None = No
     ids = [str(value) for value in table["id"].to_pylist()]
     parents = pc.if_else(pa.array(child), table["id"].take(pa.array(take)), pa.scalar(None, table["id"].type))
     parts = parts_of(table)[take] * np.where(child, counts[take], 1)
-    sub = np.where(child, sub_of(table)[take] * SUB_STRIDE + index, sub_of(table)[take])
+    parent_sub = sub_of(table)[take]
+    sub = np.where(child, parent_sub * SUB_STRIDE + index, parent_sub)
     out = table.take(pa.array(take))
     columns = {
         "id": pa.array(
