@@ -28,7 +28,7 @@ def good_rows(table: pa.Table) -> np.ndarray:
     """Boolean mask of the rows no stage has marked errored or filtered."""
     good = np.ones(table.num_rows, dtype=bool)
     for name in (ERROR, FILTERED):
-        if name in table.column_names:
+        if name in table.column_names and table[name].null_count < table.num_rows:
             good &= pc.is_null(table[name]).to_numpy(zero_copy_only=False)
     return good
 
@@ -53,7 +53,10 @@ def mark_filtered(table: pa.Table, reasons: Sequence[str | None], stage: str) ->
 
 
 def _mark(table: pa.Table, reasons: Sequence[str | None], stage: str, reason_col: str, stage_col: str):
-    fresh = np.array([reason is not None for reason in reasons], dtype=bool) & good_rows(table)
+    fresh = np.array([reason is not None for reason in reasons], dtype=bool)
+    if not fresh.any():
+        return table
+    fresh &= good_rows(table)
     if not fresh.any():
         return table
     marked = table[reason_col].to_pylist()

@@ -64,7 +64,9 @@ class ModelStage:
         if len(rows):
             # Index in numpy: pyarrow 26's take/filter garble sliced nested fixed_size_list columns.
             present = [*self.inputs, *(name for name in self.optional if name in table.column_names)]
-            batch = {name: _rows(_column_as_numpy(table[name]), rows) for name in present}
+            batch = {name: _column_as_numpy(table[name]) for name in present}
+            if len(rows) < table.num_rows:  # only then copy: most batches have no bad row
+                batch = {name: _rows(values, rows) for name, values in batch.items()}
             if self.auto and self.probe is None and self.live is None:
                 self._probe(batch)
             results, row_failures = self._run_chunks(batch)
@@ -212,6 +214,8 @@ def _scatter(values: np.ndarray, rows: np.ndarray, total: int) -> pa.Array:
         for row, value in zip(rows, values, strict=True):
             full[row] = value.tolist() if isinstance(value, np.ndarray) else value
         return pa.array(full)
+    if len(rows) == total:
+        return tensor_to_arrow(values)
     dense = np.zeros((total, *values.shape[1:]), dtype=values.dtype)
     if len(rows):
         dense[rows] = values
