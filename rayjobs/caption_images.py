@@ -57,7 +57,7 @@ def run(cfg: DictConfig) -> RunResult:
         pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
     if template:
         pixels = pixels.map_batches(add_prompts, fn_kwargs={"template": template}, **job.task_args())
-    captioned = pixels.map_batches(ModelStage, **job.model_args())
+    captioned = job.feed(pixels).map_batches(ModelStage, **job.model_args())
     manifest = captioned.map_batches(write_results, **job.write_args(results))
     return job.finish(manifest)
 

@@ -29,7 +29,7 @@ def run(cfg: DictConfig) -> RunResult:
 
     rows = job.read(columns=read_columns)
     pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
-    embedded = pixels.map_batches(ModelStage, **job.model_args())
+    embedded = job.feed(pixels).map_batches(ModelStage, **job.model_args())
     manifest = embedded.map_batches(write_results, **job.write_args(["embedding"]))
     return job.finish(manifest)
 

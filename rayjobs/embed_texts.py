@@ -37,7 +37,7 @@ def run(cfg: DictConfig) -> RunResult:
         },
         **job.task_args(),
     )
-    embedded = tokens.map_batches(ModelStage, **job.model_args())
+    embedded = job.feed(tokens).map_batches(ModelStage, **job.model_args())
     manifest = embedded.map_batches(write_results, **job.write_args(["embedding", "truncated"]))
     return job.finish(manifest)
 

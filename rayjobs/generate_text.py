@@ -54,7 +54,7 @@ def run(cfg: DictConfig) -> RunResult:
             },
             **job.task_args(),
         )
-        generated = prompts.map_batches(ModelStage, **job.model_args())
+        generated = job.feed(prompts).map_batches(ModelStage, **job.model_args())
         extra = ["custom_id", "model"] if openai else []
         manifest = generated.map_batches(
             write_results, **job.write_args(RESULTS + extra, error_columns=extra)

@@ -19,12 +19,13 @@ STAGE_KEYS = ("batch_size", "concurrency", "num_cpus", "num_gpus", "memory", "nu
 class StageSpec:
     """Resources of one stage. num_gpus may be "auto": 1 when the cluster has GPUs, else 0;
     batch_size may be "auto" for actors: each probes its own (rayjobs.pipeline.batch_probe),
-    never above max_batch_size; num_threads: torch threads per CPU actor (null: its share)."""
+    never above max_batch_size; concurrency may be "auto" for actors: sized to the cluster
+    (rayjobs.pipeline.runtime.size_pools); num_threads: torch threads per CPU actor (null: its share)."""
 
     batch_size: int | str | None
     num_cpus: float = 1.0
     num_gpus: float | str = 0.0
-    concurrency: int | tuple[int, int] | None = None
+    concurrency: int | tuple[int, int] | str | None = None
     memory: int | None = None
     num_threads: int | None = None
     max_batch_size: int = 1024
@@ -56,7 +57,7 @@ class StageSpec:
         largest = node.get("max_batch_size", 1024)
         if isinstance(largest, bool) or not isinstance(largest, int) or largest < 1:
             raise ConfigError(f"{key}.max_batch_size", f"must be a positive integer, got {largest!r}")
-        concurrency = _concurrency(node.get("concurrency"), key)
+        concurrency = _concurrency(node.get("concurrency"), key, auto)
         return cls(batch_size, num_cpus, num_gpus, concurrency, memory, threads, largest)
 
     def gpus(self, cluster_gpus: float) -> float:
@@ -67,7 +68,7 @@ class StageSpec:
 
     def max_workers(self) -> int | None:
         """Upper bound on concurrent workers, when one is set."""
-        if self.concurrency is None:
+        if self.concurrency in (None, "auto"):
             return None
         return self.concurrency if isinstance(self.concurrency, int) else self.concurrency[1]
 
@@ -87,7 +88,7 @@ class StageSpec:
             # An explicit (empty, so inherited) runtime_env makes the actor's remote args differ
             # from the tasks': Ray never fuses CPU preprocessing into the model actor.
             args["runtime_env"] = {}
-            pool = self.concurrency or 1
+            pool = 1 if self.concurrency in (None, "auto") else self.concurrency  # auto: see size_pools
             if isinstance(pool, int):
                 args["compute"] = ActorPoolStrategy(size=pool)
             else:
@@ -103,9 +104,9 @@ def _non_negative(value: Any, key: str) -> float:
     return float(value)
 
 
-def _concurrency(value: Any, key: str) -> int | tuple[int, int] | None:
-    if value is None:
-        return None
+def _concurrency(value: Any, key: str, auto: bool = False) -> int | tuple[int, int] | str | None:
+    if value is None or (value == "auto" and auto):
+        return value
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     if not isinstance(value, str | bytes) and hasattr(value, "__len__") and len(value) == 2:
@@ -113,4 +114,5 @@ def _concurrency(value: Any, key: str) -> int | tuple[int, int] | None:
         if all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
             if 1 <= low <= high:
                 return (low, high)
-    raise ConfigError(f"{key}.concurrency", f"must be n >= 1 or [min, max], got {value!r}")
+    allowed = "n >= 1, [min, max]" + (" or auto" if auto else "")
+    raise ConfigError(f"{key}.concurrency", f"must be {allowed}, got {value!r}")

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -32,7 +32,15 @@ from rayjobs.pipeline import run_record
 from rayjobs.pipeline.fingerprint import fingerprint_parts
 from rayjobs.pipeline.output_folder import claim_output, outcome_rows, remove_shard_files
 from rayjobs.pipeline.run_stats import pa_sum, stage_summaries, versions
-from rayjobs.pipeline.runtime import Cluster, check_fits, local_gpus, model_threads, start_ray
+from rayjobs.pipeline.runtime import (
+    Cluster,
+    check_fits,
+    feed_block_rows,
+    local_gpus,
+    model_threads,
+    size_pools,
+    start_ray,
+)
 from rayjobs.pipeline.write_results import DATA_DIR, ERRORS_DIR, FILTERED_DIR
 
 log = logging.getLogger("rayjobs")
@@ -93,17 +101,32 @@ class JobRun:
         """map_batches arguments of a CPU stage."""
         return {"batch_format": "pyarrow", **self.spec.tasks[stage].ray_args(actor=False)}
 
+    def feed(self, rows, stage: str = "model"):
+        """`rows` in blocks of a few batches when the stage has several actors: Ray hands each
+        actor whole blocks, and one shard's block per actor would leave the others idle."""
+        spec = self.spec.models[stage]
+        if (spec.max_workers() or 1) == 1:
+            return rows
+        return rows.repartition(target_num_rows_per_block=feed_block_rows(spec))
+
     def model_args(self, stage: str = "model") -> dict[str, Any]:
         """map_batches arguments of a model stage (ModelStage), constructor included."""
         spec = self.spec.models[stage]
         target, kwargs = operator_config(OmegaConf.to_container(self.cfg[stage], resolve=True))
         actors = sum(model.max_workers() or 1 for model in self.spec.models.values())
+        threads = model_threads(spec, self.cluster, actors)
+        log.info(
+            "%s: %s actors%s",
+            stage,
+            spec.concurrency or 1,
+            f" x {threads} torch threads" if threads else "",
+        )
         return {
             "batch_format": "pyarrow",
             "fn_constructor_kwargs": {
                 "target": target,
                 "kwargs": kwargs,
-                "num_threads": model_threads(spec, self.cluster, actors),
+                "num_threads": threads,
                 "batch_size": spec.batch_size,
                 "max_batch_size": spec.max_batch_size,
                 "stage": stage,
@@ -311,8 +334,10 @@ def start_job(
         )
         return run
     run.cluster = start_ray(spec.runtime)
-    check_fits(run.cluster, spec.tasks, spec.models)
     run.todo = [shard for shard in plan.shards if shard.index not in done]
+    rows = sum(shard.rows for shard in run.todo)
+    run.spec = replace(spec, models=size_pools(run.cluster, spec.tasks, spec.models, rows))
+    check_fits(run.cluster, spec.tasks, run.spec.models)
     remove_shard_files(fs, root, {shard.index for shard in run.todo})
     if done:
         log.info("%s: resuming: %d of %d shards already done", spec.job.name, len(done), len(plan.shards))
