@@ -48,6 +48,7 @@ DEFAULTS = {
     "transform_images": (512, 1),  # no model: the batch size is unused
 }
 NEW_TOKENS = 32
+CEILING_ROWS = 4096  # images the ceilings time at most: a rate, not a total
 
 
 def device_name(device: str) -> str:
@@ -115,6 +116,7 @@ def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
     if not args.only_rayjobs:
         texts = synthetic.texts(args.rows)
         figures["model_ceiling"] = text_embedding.model_ceiling(model, texts, args.batch_size, device)
+    if baselines(args):
         figures["encode"] = text_embedding.encode_baseline(model, texts, args.batch_size, device)
     overrides = job_overrides(
         source, work / "out", model, rayjobs_batch(args), "input.id_column=id", extra=args
@@ -122,7 +124,7 @@ def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
     figures.update(run_rayjobs("embed_texts", overrides, device))
     if args.feed:
         figures.update(feed_figures("embed_texts", overrides, args, device))
-    if not args.only_rayjobs:
+    if baselines(args):
         figures["textbook_ray"] = text_embedding.textbook_ray(
             model, source, work / "textbook", args.batch_size, device
         )
@@ -132,17 +134,18 @@ def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
 
 def bench_images(args: argparse.Namespace, work: Path, device: str) -> dict:
     model = args.model or models.clip_vit_b32()
-    folder, table = synthetic.write_images(work / "images", args.rows)
+    folder, table = synthetic.write_images(work / "images", args.rows, distinct=args.distinct)
     figures = {}
     if not args.only_rayjobs:
-        blobs = [path.read_bytes() for path in sorted(folder.glob("*.jpg"))]
-        figures["model_ceiling"] = image_embedding.model_ceiling(model, args.rows, args.batch_size, device)
+        blobs = [path.read_bytes() for path in sorted(folder.glob("*.jpg"))[:CEILING_ROWS]]
+        rows = min(args.rows, CEILING_ROWS)
+        figures["model_ceiling"] = image_embedding.model_ceiling(model, rows, args.batch_size, device)
         figures["decode_ceiling"] = image_embedding.decode_ceiling(model, blobs)
     overrides = job_overrides(folder, work / "out", model, rayjobs_batch(args), extra=args)
     figures.update(run_rayjobs("embed_images", overrides, device))
     if args.feed:
         figures.update(feed_figures("embed_images", overrides, args, device))
-    if not args.only_rayjobs:
+    if baselines(args):
         figures["textbook_ray"] = image_embedding.textbook_ray(
             model, folder, work / "textbook", args.batch_size, device
         )
@@ -186,7 +189,7 @@ def bench_generation(args: argparse.Namespace, work: Path, device: str) -> dict:
 def bench_captions(args: argparse.Namespace, work: Path, device: str) -> dict:
     """Captions/s (greedy, NEW_TOKENS at most): the captioner's ceiling and rayjobs end to end."""
     model = args.model or (models.smolvlm_random() if args.vlm else models.blip_base_random())
-    folder, _ = synthetic.write_images(work / "images", args.rows)
+    folder, _ = synthetic.write_images(work / "images", args.rows, distinct=args.distinct)
     figures = {}
     if not args.only_rayjobs:
         if args.vlm:
@@ -229,6 +232,11 @@ def bench_transform(args: argparse.Namespace, work: Path, device: str) -> dict:
     figures.update(run_rayjobs("transform_images", overrides, device))
     _shutdown_ray()
     return figures
+
+
+def baselines(args: argparse.Namespace) -> bool:
+    """Whether to run the users' alternatives (encode(), the textbook script), not only ceilings."""
+    return not (args.only_rayjobs or args.no_baselines)
 
 
 def _shutdown_ray() -> None:
@@ -290,6 +298,12 @@ def main(argv: list[str] | None = None) -> dict:
         "--vlm", action="store_true", help="caption_images with a chat VLM (SmolVLM-256M shape)"
     )
     parser.add_argument("--only-rayjobs", action="store_true", help="skip ceilings and baselines")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="skip encode() and the textbook script, keep the ceilings"
+    )
+    parser.add_argument(
+        "--distinct", type=int, help="images: --rows files cycling through this many JPEGs (big inputs, fast)"
+    )
     parser.add_argument(
         "--feed", action="store_true", help="also the feed ceiling (a no-op model) and ModelStage's overhead"
     )

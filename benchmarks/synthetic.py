@@ -71,14 +71,15 @@ def write_texts(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
-def write_images(folder: Path, count: int, seed: int = 0) -> tuple[Path, Path]:
-    """The same JPEGs as files in folder/files/ and as bytes in folder/images.parquet."""
+def write_images(folder: Path, count: int, seed: int = 0, distinct: int | None = None) -> tuple[Path, Path]:
+    """The same JPEGs as files in folder/files/ and as bytes in folder/images.parquet; with
+    `distinct`, `count` files cycling through that many images (a large input built fast)."""
     files = folder / "files"
     files.mkdir(parents=True, exist_ok=True)
-    blobs = jpegs(count, seed)
-    for i, blob in enumerate(blobs):
-        (files / f"{i:07d}.jpg").write_bytes(blob)
-    table = pa.table({"id": np.arange(count), "image": pa.array(blobs, pa.binary())})
+    blobs = jpegs(min(count, distinct or count), seed)
+    for i in range(count):
+        (files / f"{i:07d}.jpg").write_bytes(blobs[i % len(blobs)])
+    table = pa.table({"id": np.arange(len(blobs)), "image": pa.array(blobs, pa.binary())})
     pq.write_table(table, folder / "images.parquet", row_group_size=256)
     return files, folder / "images.parquet"
 
