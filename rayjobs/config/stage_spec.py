@@ -12,7 +12,16 @@ from typing import Any
 
 from rayjobs.config.config_error import ConfigError
 
-STAGE_KEYS = ("batch_size", "concurrency", "num_cpus", "num_gpus", "memory", "num_threads", "max_batch_size")
+STAGE_KEYS = (
+    "batch_size",
+    "batch_tokens",
+    "concurrency",
+    "num_cpus",
+    "num_gpus",
+    "memory",
+    "num_threads",
+    "max_batch_size",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class StageSpec:
     memory: int | None = None
     num_threads: int | None = None
     max_batch_size: int = 1024
+    batch_tokens: int | None = None  # text actors: rows x longest row per call at most
 
     @classmethod
     def parse(
@@ -58,7 +68,15 @@ class StageSpec:
         if isinstance(largest, bool) or not isinstance(largest, int) or largest < 1:
             raise ConfigError(f"{key}.max_batch_size", f"must be a positive integer, got {largest!r}")
         concurrency = _concurrency(node.get("concurrency"), key, auto)
-        return cls(batch_size, num_cpus, num_gpus, concurrency, memory, threads, largest)
+        tokens = node.get("batch_tokens")
+        if tokens is not None:
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+                allowed = "must be a positive integer or null"
+                raise ConfigError(f"{key}.batch_tokens", f"{allowed}, got {tokens!r}")
+            if not isinstance(batch_size, int):
+                wanted = f"needs a fixed {key}.batch_size (the most rows a call)"
+                raise ConfigError(f"{key}.batch_tokens", f"{wanted}, not {batch_size!r}")
+        return cls(batch_size, num_cpus, num_gpus, concurrency, memory, threads, largest, tokens)
 
     def gpus(self, cluster_gpus: float) -> float:
         """GPUs per worker once the cluster is known."""
@@ -76,8 +94,8 @@ class StageSpec:
         """Keyword arguments for Dataset.map_batches."""
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-        # auto: one call per block; the actor cuts it into batches of the size it probed.
-        batch_size = None if self.batch_size == "auto" else self.batch_size
+        # auto / batch_tokens: one call per block; the actor cuts it into batches itself.
+        batch_size = None if self.batch_size == "auto" or self.batch_tokens else self.batch_size
         args: dict[str, Any] = {"batch_size": batch_size, "num_cpus": self.num_cpus}
         gpus = self.gpus(cluster_gpus)
         if gpus:

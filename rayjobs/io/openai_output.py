@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from rayjobs.io.storage import join, write_bytes
+from rayjobs.io.storage import join, list_folder, write_bytes
 from rayjobs.pipeline.write_results import DATA_DIR, ERRORS_DIR
 
 OUTPUT_FILE = "output.jsonl"
@@ -69,7 +69,7 @@ def write_openai_output(fs, root: str, model: str) -> int:
         path = join(root, folder)
         if not fs.exists(path):
             continue
-        for file in sorted(fs.ls(path, detail=False)):
+        for file in sorted(list_folder(fs, path)):
             with fs.open(file, "rb") as handle:
                 lines.extend(json.dumps(make(row)) for row in pq.read_table(handle).to_pylist())
     write_bytes(fs, join(root, OUTPUT_FILE), ("\n".join(lines) + "\n").encode() if lines else b"")

@@ -72,6 +72,13 @@ def join(*parts: str) -> str:
     return posixpath.join(*parts)
 
 
+def list_folder(fs, path: str) -> list[str]:
+    """The files in `path` as the store has them now: s3fs would answer from a listing cached
+    earlier in this process, missing what was written since (by this run or a killed one)."""
+    fs.invalidate_cache(path)
+    return fs.ls(path, detail=False)
+
+
 def open_file(fs, path: str, size: int | None = None):
     """Open for reading; a known size saves object stores a metadata request."""
     if size and not is_local(fs):

@@ -129,6 +129,7 @@ class JobRun:
                 "num_threads": threads,
                 "batch_size": spec.batch_size,
                 "max_batch_size": spec.max_batch_size,
+                "batch_tokens": spec.batch_tokens,
                 "stage": stage,
             },
             **spec.ray_args(actor=True, cluster_gpus=self.cluster.gpus),

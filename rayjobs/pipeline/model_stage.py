@@ -35,9 +35,12 @@ class ModelStage:
         batch_size: int | str | None = None,
         max_batch_size: int = 1024,
         stage: str = "model",
+        batch_tokens: int | None = None,
     ) -> None:
         """`batch_size`: rows per operator call ("auto": probed on the first call, then fixed);
-        `stage`: the config block's name, which errors of this stage are recorded under."""
+        `batch_tokens`: token-list inputs only: calls cut so rows x the longest row stays within
+        it (and rows within batch_size); `stage`: the config block's name, which errors of this
+        stage are recorded under."""
         import torch
 
         if num_threads:
@@ -45,6 +48,7 @@ class ModelStage:
         self.auto = batch_size == "auto"
         self.batch_size: int | None = None if self.auto else batch_size  # type: ignore[assignment]
         self.max_batch_size = max_batch_size
+        self.batch_tokens = batch_tokens
         self.probe: ProbeResult | None = None
         self.live: LiveProbe | None = None  # CPU + auto: picking the size on the first batches
         operator_class = get_class(target)
@@ -110,13 +114,15 @@ class ModelStage:
                 self._settle()
                 probing = False
             wanted = self.live.size() if probing else self.batch_size
-            size = min(wanted or total, total - start)
+            size = self._within_tokens(batch, start, min(wanted or total, total - start))
             chunk = {name: values[start : start + size] for name, values in batch.items()}
             started = time.perf_counter()
             try:
                 results, chunk_failures = self._run(chunk)
             except Exception as error:  # only out of memory gets here, with more than one row
                 self.batch_size = max(1, size // 2)
+                if self.batch_tokens:
+                    self.batch_tokens = max(1, self.batch_tokens // 2)
                 _release_memory()
                 log.warning(
                     "model: %s at %d rows; batches of %d from now on", describe(error), size, self.batch_size
@@ -133,6 +139,21 @@ class ModelStage:
             return merged, failures
         back = np.argsort(order)
         return {name: _rows(values, back) for name, values in merged.items()}, [failures[i] for i in back]
+
+    def _within_tokens(self, batch: dict[str, Any], start: int, rows: int) -> int:
+        """How many of `rows` rows from `start` keep rows x the longest within batch_tokens (>= 1).
+
+        Blocks arrive shortest first, so short rows go in big calls and long ones in small calls,
+        with the same padded tokens (the work and memory of a call) in each."""
+        lists = batch.get(self.inputs[0])
+        if not self.batch_tokens or not isinstance(lists, list):
+            return rows
+        longest = 0
+        for taken in range(rows):
+            longest = max(longest, len(lists[start + taken]))
+            if taken and (taken + 1) * longest > self.batch_tokens:
+                return taken
+        return rows
 
     def _settle(self) -> None:
         """Once the live probe is done, run at its size from now on."""

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.run_spec import RunSpec
 from rayjobs.io.shards import InputPlan
-from rayjobs.io.storage import join
+from rayjobs.io.storage import join, list_folder
 from rayjobs.pipeline import run_record
 from rayjobs.pipeline.write_results import OUTCOME_DIRS, parse_part_name, shard_of
 
@@ -73,7 +73,7 @@ def remove_shard_files(fs, root: str, shards: set[int], keep_run: str | None = N
             (shard,) = shards
             names = fs.glob(join(root, folder, f"part-{shard:06d}-*"))
         else:
-            names = fs.ls(join(root, folder), detail=False) if fs.exists(join(root, folder)) else []
+            names = list_folder(fs, join(root, folder)) if fs.exists(join(root, folder)) else []
         for name in names:
             parsed = parse_part_name(posixpath.basename(name))
             if parsed and parsed[0] in shards and parsed[1] != keep_run:
@@ -89,7 +89,7 @@ def outcome_rows(fs, root: str, shards: set[int]) -> dict[str, int]:
         path = join(root, folder)
         if not shards or not fs.exists(path):
             continue
-        mine = [file for file in fs.ls(path, detail=False) if shard_of(posixpath.basename(file)) in shards]
+        mine = [file for file in list_folder(fs, path) if shard_of(posixpath.basename(file)) in shards]
         with ThreadPoolExecutor(16) as pool:  # footers of remote files: latency-bound
             totals[folder] = sum(pool.map(lambda file: _num_rows(fs, file), mine))
     return totals

@@ -47,11 +47,14 @@ def test_auto_gpus_follow_the_cluster():
         ({"batch_size": 8, "concurrency": 0}, "model.concurrency"),
         ({"batch_size": 8, "concurrency": [3, 1]}, "model.concurrency"),
         ({"batch_size": 8, "concurrency": [1, 2, 3]}, "model.concurrency"),
+        ({"batch_size": 8, "concurrency": "many"}, "model.concurrency"),
+        ({"batch_size": 8, "batch_tokens": 0}, "model.batch_tokens"),
+        ({"batch_size": "auto", "batch_tokens": 4096}, "model.batch_tokens"),
     ],
 )
 def test_bad_values_name_their_key(node, key):
     with pytest.raises(ConfigError) as caught:
-        StageSpec.parse(node, "model")
+        StageSpec.parse(node, "model", auto=True)
     assert caught.value.key == key
     assert "\n" not in str(caught.value)
 
@@ -72,3 +75,14 @@ def test_auto_batch_size_only_where_allowed_and_one_call_per_block():
         ConfigError, match=r"model\.batch_size: must be a positive integer or auto, got 'big'"
     ):
         StageSpec.parse({"batch_size": "big"}, "model", auto=True)
+
+
+def test_token_budgets_and_auto_pools_let_the_actor_cut_whole_blocks():
+    node = {"batch_size": 64, "batch_tokens": 8192, "concurrency": "auto"}
+    spec = StageSpec.parse(node, "model", auto=True)
+    assert (spec.batch_tokens, spec.concurrency) == (8192, "auto")
+    args = spec.ray_args(actor=True)
+    assert args["batch_size"] is None  # the actor cuts by tokens
+    assert args["compute"].min_size == args["compute"].max_size == 1  # auto unsized: one actor
+    with pytest.raises(ConfigError, match=r"preprocess\.concurrency: must be n >= 1, \[min, max\], got 'a"):
+        StageSpec.parse({"batch_size": 8, "concurrency": "auto"}, "preprocess")

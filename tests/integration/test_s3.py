@@ -89,3 +89,22 @@ def test_build_index_reads_embeddings_and_writes_the_index_on_s3(local_ray, s3, 
     assert result.rows == 600 and fs.exists("rayjobs-test/emb-index/_SUCCESS")
     index = SearchIndex("s3://rayjobs-test/emb-index", options)
     assert index.search_vector(vectors[321], k=1)["id"].tolist() == ["item-321"]
+
+
+def test_listings_see_files_written_after_an_earlier_listing(s3):
+    """s3fs caches a folder's listing: resume cleanup and the OpenAI output must not trust it."""
+    import s3fs
+
+    from rayjobs.io.storage import list_folder
+
+    writer, options = s3
+    reader = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+    folder = "rayjobs-test/listed/data"
+    writer.pipe(f"{folder}/part-000000-a.parquet", b"1")
+    assert [name.rsplit("/", 1)[1] for name in reader.ls(folder)] == ["part-000000-a.parquet"]
+    writer.pipe(f"{folder}/part-000001-b.parquet", b"2")  # by another process, say a killed run's writer
+    assert len(reader.ls(folder)) == 1  # the cached listing: what the fix is for
+    assert [name.rsplit("/", 1)[1] for name in list_folder(reader, folder)] == [
+        "part-000000-a.parquet",
+        "part-000001-b.parquet",
+    ]

@@ -195,3 +195,23 @@ def test_auto_batch_size_settles_when_blocks_are_smaller_than_the_next_size_to_t
         out = model(images_table(np.ones((20, 3, 2, 2), dtype=np.uint8)))
     assert model.probe is not None and model.batch_size in (8, 16)  # ... and 32 never fits a block
     assert set(out["_batch_size:model"].to_pylist()) == {model.batch_size}
+
+
+def test_token_budget_cuts_sorted_blocks_by_padded_tokens_and_keeps_rows_in_place():
+    lengths = [2] * 10 + [5] * 6 + [12] * 3
+    rows = [np.arange(n, dtype=np.int32) for n in lengths]
+    table = pa.table({"id": [f"r{i}" for i in range(len(rows))], "input_ids": lists_to_arrow(rows)})
+    model = ModelStage("tests.pipeline.test_model_stage.RecordsLengths", {}, batch_size=8, batch_tokens=24)
+    out = model(table)
+    calls = model.operator.calls
+    assert [len(call) for call in calls] == [8, 4, 4, 2, 1]  # 8 rows cap, then 4 x 5, 2 x 12 <= 24
+    assert all(len(call) * max(call) <= 24 or len(call) == 1 for call in calls)
+    assert sum(calls, []) == lengths  # every row once, in order
+    assert arrow_to_tensor(out["embedding"]).ravel().tolist() == [float(n) for n in lengths]
+
+
+def test_token_budget_is_ignored_for_tensor_inputs():
+    pixels = np.arange(6 * 2 * 2, dtype=np.uint8).reshape(6, 2, 2)
+    model = ModelStage("tests.pipeline.test_model_stage.PixelSums", {}, batch_size=4, batch_tokens=1)
+    out = model(images_table(pixels))
+    assert np.array_equal(arrow_to_tensor(out["embedding"]), expected(pixels))
