@@ -198,6 +198,7 @@ class JobRun:
                 "steady_rows_per_s": round(rate, 3) if rate is not None else None,
             }
         timing["model_batch_size"] = {stage: sorted(found) for stage, found in batch_sizes.items()}
+        timing["model_actors"] = {stage: spec.concurrency or 1 for stage, spec in self.spec.models.items()}
         for stage, spec in self.spec.models.items():
             if spec.batch_size == "auto":
                 ran = sorted(batch_sizes.get(stage, ()))
