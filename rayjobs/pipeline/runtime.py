@@ -104,20 +104,30 @@ def size_pools(
         return sized
     per_node = min(CPU_ACTORS_PER_NODE, max(1, int(cluster.cpus_per_node)))
     pool = max(1, per_node * max(1, cluster.nodes) // len(on_cpu))
-    held = sum((spec.max_workers() or 1) * spec.num_cpus for key, spec in sized.items() if key not in on_cpu)
-    room = cluster.cpus - held - max((spec.num_cpus for spec in tasks.values()), default=0.25)
+    fixed = {key: spec for key, spec in sized.items() if key not in on_cpu}
+    room = cluster.cpus - _held_cpus(fixed) - _task_cpus(tasks)
     for key in on_cpu:
-        share = min(actors[key].num_cpus, room / (pool * len(on_cpu)))
+        # Rounded down: a share rounded up would make the pools hold more than check_fits allows.
+        share = min(actors[key].num_cpus, math.floor(1000 * room / (pool * len(on_cpu))) / 1000)
         if share < 0.1:  # too little room for that many: one actor, and check_fits explains
             sized[key] = replace(actors[key], concurrency=1)
         else:
-            sized[key] = replace(actors[key], concurrency=at_most_blocks(key, pool), num_cpus=round(share, 3))
+            sized[key] = replace(actors[key], concurrency=at_most_blocks(key, pool), num_cpus=share)
     return sized
+
+
+def _held_cpus(actors: Mapping[str, StageSpec]) -> float:
+    """CPUs the actor pools keep for themselves."""
+    return sum((spec.max_workers() or 1) * spec.num_cpus for spec in actors.values())
+
+
+def _task_cpus(tasks: Mapping[str, StageSpec]) -> float:
+    """CPUs the CPU tasks need free to make progress: the widest task's, at least a quarter."""
+    return max(max((spec.num_cpus for spec in tasks.values()), default=0.0), 0.25)
 
 
 def check_fits(cluster: Cluster, tasks: Mapping[str, StageSpec], actors: Mapping[str, StageSpec]) -> None:
     """Fail fast on pools Ray would wait on forever; `tasks` and `actors` by config key."""
-    held = 0.0  # CPUs the actor pools keep for themselves
     gpus_held = 0.0
     for key, spec in actors.items():
         gpus = spec.gpus(cluster.gpus)
@@ -132,17 +142,16 @@ def check_fits(cluster: Cluster, tasks: Mapping[str, StageSpec], actors: Mapping
                 f"{key}.concurrency",
                 f"{pool} actors x {gpus:g} GPU (with the pools before it) > {cluster.gpus:g} GPUs",
             )
-        held += pool * spec.num_cpus
-    widest = max((spec.num_cpus for spec in tasks.values()), default=0.0)
     for key, spec in tasks.items():
         if spec.num_cpus > cluster.cpus:
             raise ConfigError(f"{key}.num_cpus", f"{spec.num_cpus:g} > {cluster.cpus:g} CPUs in the cluster")
     # Actors holding every CPU starve the read and preprocess tasks: Ray then hangs, silently.
-    if actors and held + max(widest, 0.25) > cluster.cpus:
+    held, needed = _held_cpus(actors), _task_cpus(tasks)
+    if actors and held + needed > cluster.cpus:
         key = next(iter(actors))
         raise ConfigError(
             f"{key}.num_cpus",
-            f"actor pools take {held:g} CPUs + {widest:g} for CPU tasks > {cluster.cpus:g} CPUs: the "
+            f"actor pools take {held:g} CPUs + {needed:g} for CPU tasks > {cluster.cpus:g} CPUs: the "
             "pipeline would deadlock; lower num_cpus or concurrency of the model stages",
         )
 

@@ -65,3 +65,12 @@ def test_no_more_auto_actors_than_blocks_of_the_input():
     assert size_pools(cluster, TASKS, actors, rows=40)["model"].concurrency == 1  # one 64-row block
     assert size_pools(cluster, TASKS, actors, rows=130)["model"].concurrency == 3
     assert size_pools(cluster, TASKS, actors, rows=10_000)["model"].concurrency == 8
+
+
+@pytest.mark.parametrize("cores", [3, 5, 7, 12])
+def test_auto_shares_never_round_past_what_check_fits_allows(cores):
+    cluster = Cluster(cpus=cores, gpus=0, nodes=1)
+    for tasks in (TASKS, {"preprocess": StageSpec(None, num_cpus=0.1)}):
+        sized = size_pools(cluster, tasks, {"model": StageSpec(8, concurrency="auto")})
+        assert sized["model"].concurrency == min(cores, 8)
+        check_fits(cluster, tasks, sized)  # 3 cores once asked 3 x 0.667 + 1 > 3
