@@ -134,7 +134,7 @@ def bench_texts(args: argparse.Namespace, work: Path, device: str) -> dict:
 
 def bench_images(args: argparse.Namespace, work: Path, device: str) -> dict:
     model = args.model or models.clip_vit_b32()
-    folder, table = synthetic.write_images(work / "images", args.rows, distinct=args.distinct)
+    folder = synthetic.write_images(work / "images", args.rows, distinct=args.distinct)
     figures = {}
     if not args.only_rayjobs:
         blobs = [path.read_bytes() for path in sorted(folder.glob("*.jpg"))[:CEILING_ROWS]]
@@ -189,7 +189,7 @@ def bench_generation(args: argparse.Namespace, work: Path, device: str) -> dict:
 def bench_captions(args: argparse.Namespace, work: Path, device: str) -> dict:
     """Captions/s (greedy, NEW_TOKENS at most): the captioner's ceiling and rayjobs end to end."""
     model = args.model or (models.smolvlm_random() if args.vlm else models.blip_base_random())
-    folder, _ = synthetic.write_images(work / "images", args.rows, distinct=args.distinct)
+    folder = synthetic.write_images(work / "images", args.rows, distinct=args.distinct)
     figures = {}
     if not args.only_rayjobs:
         if args.vlm:
@@ -212,7 +212,7 @@ def bench_captions(args: argparse.Namespace, work: Path, device: str) -> dict:
 
 def bench_transform(args: argparse.Namespace, work: Path, device: str) -> dict:
     """Thumbnails (the job's defaults unless overridden): the job vs its own CPU stage on every core."""
-    files, _ = synthetic.write_images(work / "images", args.rows)
+    files = synthetic.write_images(work / "images", args.rows)
     figures: dict = {"unit": "images/s", "model": "none (CPU stage only)"}
     if not args.only_rayjobs:
         import rayjobs

@@ -71,17 +71,15 @@ def write_texts(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
-def write_images(folder: Path, count: int, seed: int = 0, distinct: int | None = None) -> tuple[Path, Path]:
-    """The same JPEGs as files in folder/files/ and as bytes in folder/images.parquet; with
-    `distinct`, `count` files cycling through that many images (a large input built fast)."""
+def write_images(folder: Path, count: int, seed: int = 0, distinct: int | None = None) -> Path:
+    """`count` JPEGs as files in folder/files/ (returned); with `distinct`, cycling through that
+    many images (a large input built fast)."""
     files = folder / "files"
     files.mkdir(parents=True, exist_ok=True)
     blobs = jpegs(min(count, distinct or count), seed)
     for i in range(count):
         (files / f"{i:07d}.jpg").write_bytes(blobs[i % len(blobs)])
-    table = pa.table({"id": np.arange(len(blobs)), "image": pa.array(blobs, pa.binary())})
-    pq.write_table(table, folder / "images.parquet", row_group_size=256)
-    return files, folder / "images.parquet"
+    return files
 
 
 def clustered(rows: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
             plain, keys = PLAIN_TEXTS, ["input.id_column=id", "model.batch_size=128"]
         else:
             model = models.clip_vit_b32()
-            source, _ = synthetic.write_images(work / "images", rows)
+            source = synthetic.write_images(work / "images", rows)
             plain, keys = PLAIN_IMAGES, ["model.batch_size=32"]
         out = work / "out"
         plain_s = timed([sys.executable, "-c", plain, str(source), model, str(work / "plain.parquet")])

@@ -16,7 +16,7 @@ from benchmarks import gpu_suite, synthetic
 
 
 def test_distinct_images_cycle_through_few_decodable_jpegs(tmp_path):
-    files, _ = synthetic.write_images(tmp_path / "images", 20, distinct=6)
+    files = synthetic.write_images(tmp_path / "images", 20, distinct=6)
     paths = sorted(files.glob("*.jpg"))
     blobs = [path.read_bytes() for path in paths]
     assert [path.name for path in paths] == [f"{i:07d}.jpg" for i in range(20)]
