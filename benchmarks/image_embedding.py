@@ -55,6 +55,23 @@ def decode_ceiling(model_path: str, blobs: list[bytes], workers: int | None = No
     return done / (time.perf_counter() - started)
 
 
+def device_decode_ceiling(model_path: str, blobs: list[bytes], batch_size: int, device: str) -> float:
+    """rows/s of model.decode=device's decode + resize + crop + normalise (DevicePixels) in one
+    process: nvJPEG and the GPU on a GPU; PIL and torch on one process's cores otherwise."""
+    from operators.image.device_pixels import DevicePixels
+
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    pixels = DevicePixels(model_path, torch.device(device), dtype)
+    batches = [blobs[i : i + batch_size] for i in range(0, len(blobs), batch_size)]
+    pixels(batches[0])  # warm-up: CUDA context, nvJPEG handles
+    sync(device)
+    started = time.perf_counter()
+    for batch in batches:
+        pixels(batch)
+    sync(device)
+    return len(blobs) / (time.perf_counter() - started)
+
+
 class TextbookImageEmbedder:
     """What a Ray Data tutorial writes: processor + model in one actor."""
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TABLE_END = "<!-- results table end -->"
+SHOWN_OVERRIDES = ("model.decode", "model.engine", "model.batch_tokens")
 
 
 def write_result(result: dict, path: Path | None = None) -> Path:
@@ -33,17 +34,29 @@ def _batch(result: dict) -> str:
     return f"{result['batch_size']} (rayjobs auto: {', '.join(map(str, chosen))})"
 
 
+def _job(result: dict) -> str:
+    """The job, its unit when not rows/s, and the overrides that change what it measures."""
+    unit = result.get("unit", "rows/s")
+    named = [o for o in result.get("overrides", []) if o.split("=")[0] in SHOWN_OVERRIDES]
+    return " ".join([result["job"], *([f"({unit})"] if unit != "rows/s" else []), *named])
+
+
+def _decode(figures: dict) -> str:
+    host, actor = figures.get("decode_ceiling"), figures.get("device_decode_ceiling")
+    return _fmt(host) + (f" (in the actor: {_fmt(actor)})" if actor else "")
+
+
 def table_row(result: dict) -> str:
     f, r = result["figures"], result["ratios"]
     cells = [
         result["time"][:10],
-        result["job"] if result.get("unit", "rows/s") == "rows/s" else f"{result['job']} ({result['unit']})",
+        _job(result),
         result["model"],
         result["device"],
         f"{result['rows']:,}",
         _batch(result),
         _fmt(f.get("model_ceiling")),
-        _fmt(f.get("decode_ceiling")),
+        _decode(f),
         _fmt(f.get("encode")),
         _fmt(f.get("textbook_ray")),
         _fmt(f.get("rayjobs_model_stage")),

@@ -6,7 +6,9 @@ imports them to check a config, and torch costs it seconds before the pipeline c
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 Method = TypeVar("Method", bound=Callable[..., Any])
+_streams = threading.local()
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -45,7 +48,22 @@ def inference_mode(method: Method) -> Method:
     def run(*args: Any, **kwargs: Any) -> Any:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), thread_stream():
             return method(*args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
+def thread_stream() -> contextlib.AbstractContextManager:
+    """On a GPU, this thread's own CUDA stream: a GPU actor runs two calls at once
+    (StageSpec.ray_args), and on separate streams one call's copies and decode overlap the
+    other's compute instead of queueing behind it on the default stream."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return contextlib.nullcontext()
+    stream = getattr(_streams, "stream", None)
+    if stream is None:
+        stream = _streams.stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())  # weights loaded on the default stream
+    return torch.cuda.stream(stream)

@@ -3,7 +3,8 @@
     python -m rayjobs.embed_images input.path=photos/ output.path=out/photos
 
 read shards (Ray tasks; file bytes fetched concurrently) -> decode, orient, resize and crop with
-the model's image processor (CPU, inside each read task; bad images become error rows) -> ImageEmbedder (actor
+the model's image processor (CPU, inside each read task; bad images become error rows; with
+model.decode=device the actor decodes instead, nvJPEG on a GPU) -> ImageEmbedder (actor
 pool, one model per actor, on a GPU when the cluster has one) -> write Parquet: data/ (id,
 embedding, output.columns), errors/ (id, stage, reason), then the run record and _SUCCESS.
 """
@@ -12,8 +13,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from operators.image.decode_images import decode_images
-from rayjobs.config.image_inputs import decode_options, image_columns
+from rayjobs.config.image_inputs import image_columns, image_decoder
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
@@ -28,7 +28,8 @@ def run(cfg: DictConfig) -> RunResult:
         return job.result
 
     rows = job.read(columns=read_columns)
-    pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
+    decode, options = image_decoder(cfg)  # model.decode=device: headers only, the actor decodes
+    pixels = rows.map_batches(decode, fn_kwargs=options, **job.task_args())
     embedded = job.feed(pixels).map_batches(ModelStage, **job.model_args())
     manifest = embedded.map_batches(write_results, **job.write_args(["embedding"]))
     return job.finish(manifest)

@@ -49,18 +49,23 @@ def open_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = Non
     resize that follows shrinks further anyway, and decoding is the CPU stage's main cost.
     """
     image = Image.open(io.BytesIO(data))
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ValueError(
-            f"image is {width}x{height} = {width * height} pixels, over "
-            f"preprocess.max_pixels={max_pixels} (possible decompression bomb)"
-        )
+    check_pixels(image, max_pixels)
     if draft and image.format == "JPEG":
         side = max(draft)  # square: holds whichever way EXIF later rotates the image
         image.draft("RGB", (side, side))
     image.load()  # surfaces truncated and corrupt data here, not in the processor
     image = ImageOps.exif_transpose(image)
     return to_rgb(image)
+
+
+def check_pixels(image: Image.Image, max_pixels: int) -> None:
+    """Raises for an image over the pixel limit, from its header alone."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ValueError(
+            f"image is {width}x{height} = {width * height} pixels, over "
+            f"preprocess.max_pixels={max_pixels} (possible decompression bomb)"
+        )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -164,6 +169,30 @@ def _output_shape(processor) -> tuple[int, int, int]:
         shape = tuple(_pixel_values(processor, [Image.new("RGB", (64, 48))]).shape[1:])
         processor._rayjobs_shape = shape
     return shape
+
+
+def read_image_data(
+    table: pa.Table, *, image_column: str, max_pixels: int = 178_956_970, keep_image: bool = False
+) -> pa.Table:
+    """Adds `image_data` (the encoded bytes) for a model that decodes on its device
+    (`model.decode=device`). Only headers are read here: rows that are no image, or over
+    `max_pixels`, become errors now; a file corrupt past its header fails in the model stage."""
+    table = add_error_columns(table)
+    blobs: list[bytes | None] = []
+    reasons: list[str | None] = []
+    for value, ok in zip(table[image_column].to_pylist(), good_rows(table), strict=True):
+        data, reason = None, None
+        if ok:
+            try:
+                data = image_bytes(value)
+                check_pixels(Image.open(io.BytesIO(data)), max_pixels)
+            except Exception as error:  # this row's failure, not the batch's
+                data, reason = None, describe(error)
+        blobs.append(data)
+        reasons.append(reason)
+    table = mark_errors(table, reasons, STAGE)
+    stale = [c for c in ("image_data", *([] if keep_image else [image_column])) if c in table.column_names]
+    return table.drop_columns(stale).append_column("image_data", pa.array(blobs, pa.large_binary()))
 
 
 def decode_rgb(

@@ -27,11 +27,16 @@ class PixelNormalizer:
         self.device = device
         self.dtype = dtype
 
-    def __call__(self, pixels: np.ndarray) -> torch.Tensor:
-        """N x 3 x H x W uint8 -> normalised tensor of the model's dtype on its device."""
+    def __call__(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W uint8 (host array, or a tensor already on the device) -> normalised
+        tensor of the model's dtype on its device."""
         import torch
 
-        tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
-        if self.device.type == "cuda":
-            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        tensor = pixels
+        if isinstance(pixels, np.ndarray):
+            tensor = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
+            if self.device.type == "cuda":
+                # torch's caching host allocator hands back the same pinned blocks batch after
+                # batch; the copy runs on the calling thread's stream (operators.torch_device).
+                tensor = tensor.pin_memory().to(self.device, non_blocking=True)
         return (tensor.float() * self.scale + self.shift).to(self.dtype)

@@ -24,6 +24,7 @@ class TextEmbedder:
 
     inputs: ClassVar[tuple[str, ...]] = ("input_ids",)
     outputs: ClassVar[tuple[str, ...]] = ("embedding",)
+    gpu_calls: ClassVar[int] = 2  # calls share no state: on a GPU two run at once (thread_stream)
 
     def __init__(
         self,

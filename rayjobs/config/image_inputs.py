@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig
 
+from rayjobs.config.config_error import ConfigError
+
+DECODE_PLACES = ("host", "device")
+
 
 def image_columns(cfg: DictConfig) -> tuple[list[str], list[tuple[str, str]]]:
     """(columns to read, columns to check exist) for a folder of files or a table of bytes."""
+    place = _decode_place(cfg)
+    if place not in DECODE_PLACES:
+        raise ConfigError("model.decode", f"must be one of {', '.join(DECODE_PLACES)}, got {place!r}")
     image = cfg.input.image_column or "image"
     keep = list(cfg.output.columns)
     if cfg.input.format == "parquet":
@@ -29,6 +37,18 @@ def decode_options(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def image_decoder(cfg: DictConfig) -> tuple[Callable, dict[str, Any]]:
+    """The CPU stage ahead of an image model and its fn_kwargs: decode_images, or with
+    model.decode=device read_image_data (headers only: the model's actor decodes)."""
+    from operators.image.decode_images import decode_images, read_image_data
+
+    options = decode_options(cfg)
+    if _decode_place(cfg) == "device":
+        wanted = ("image_column", "max_pixels", "keep_image")
+        return read_image_data, {key: options[key] for key in wanted}
+    return decode_images, options
+
+
 def rgb_options(cfg: DictConfig) -> dict[str, Any]:
     """fn_kwargs of decode_rgb: whole images, bounded by preprocess.max_side, for chat VLMs."""
     image = cfg.input.image_column or "image"
@@ -38,3 +58,7 @@ def rgb_options(cfg: DictConfig) -> dict[str, Any]:
         "max_pixels": cfg.preprocess.max_pixels,
         "keep_image": image in list(cfg.output.columns),
     }
+
+
+def _decode_place(cfg: DictConfig) -> str:
+    return (cfg.get("model") or {}).get("decode", "host")

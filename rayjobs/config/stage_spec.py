@@ -90,8 +90,9 @@ class StageSpec:
             return None
         return self.concurrency if isinstance(self.concurrency, int) else self.concurrency[1]
 
-    def ray_args(self, *, actor: bool, cluster_gpus: float = 0.0) -> dict[str, Any]:
-        """Keyword arguments for Dataset.map_batches."""
+    def ray_args(self, *, actor: bool, cluster_gpus: float = 0.0, gpu_calls: int = 1) -> dict[str, Any]:
+        """Keyword arguments for Dataset.map_batches. `gpu_calls`: operator calls a GPU actor
+        runs at once (an operator's `gpu_calls`; operators.torch_device.thread_stream)."""
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
         # auto / batch_tokens: one call per block; the actor cuts it into batches itself.
@@ -107,10 +108,10 @@ class StageSpec:
             # from the tasks': Ray never fuses CPU preprocessing into the model actor.
             args["runtime_env"] = {}
             pool = 1 if self.concurrency in (None, "auto") else self.concurrency  # auto: see size_pools
-            if isinstance(pool, int):
-                args["compute"] = ActorPoolStrategy(size=pool)
-            else:
-                args["compute"] = ActorPoolStrategy(min_size=pool[0], max_size=pool[1])
+            sizes = {"size": pool} if isinstance(pool, int) else {"min_size": pool[0], "max_size": pool[1]}
+            if gpus and gpu_calls > 1:  # each call on its own stream: copies overlap compute
+                sizes.update(max_concurrent_calls_per_actor=gpu_calls, enable_true_multi_threading=True)
+            args["compute"] = ActorPoolStrategy(**sizes)
         elif self.concurrency is not None:
             args["compute"] = TaskPoolStrategy(size=self.max_workers())
         return args

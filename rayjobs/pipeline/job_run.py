@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from rayjobs.config.check_config import check_columns, check_operator, operator_config
@@ -115,6 +116,7 @@ class JobRun:
         target, kwargs = operator_config(OmegaConf.to_container(self.cfg[stage], resolve=True))
         actors = sum(model.max_workers() or 1 for model in self.spec.models.values())
         threads = model_threads(spec, self.cluster, actors)
+        calls = getattr(get_class(target), "gpu_calls", 1)  # operators that share no state: 2
         log.info(
             "%s: %s actors%s",
             stage,
@@ -132,7 +134,7 @@ class JobRun:
                 "batch_tokens": spec.batch_tokens,
                 "stage": stage,
             },
-            **spec.ray_args(actor=True, cluster_gpus=self.cluster.gpus),
+            **spec.ray_args(actor=True, cluster_gpus=self.cluster.gpus, gpu_calls=calls),
         }
 
     def write_args(self, results: list[str], error_columns: list[str] | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -51,13 +52,14 @@ class ModelStage:
         self.batch_tokens = batch_tokens
         self.probe: ProbeResult | None = None
         self.live: LiveProbe | None = None  # CPU + auto: picking the size on the first batches
-        operator_class = get_class(target)
-        self.inputs: tuple[str, ...] = tuple(operator_class.inputs)
-        self.optional: tuple[str, ...] = tuple(getattr(operator_class, "optional_inputs", ()))
-        self.outputs: tuple[str, ...] = tuple(operator_class.outputs)
-        self.operator = operator_class(**kwargs)
+        self.operator = get_class(target)(**kwargs)
+        # From the instance: an operator's options may change what it reads (decode="device").
+        self.inputs: tuple[str, ...] = tuple(self.operator.inputs)
+        self.optional: tuple[str, ...] = tuple(getattr(self.operator, "optional_inputs", ()))
+        self.outputs: tuple[str, ...] = tuple(self.operator.outputs)
         self.stage = stage
         self.pid = os.getpid()
+        self.first_call = threading.Lock()  # GPU actors run two calls at once: one probes
 
     def __call__(self, table: pa.Table) -> pa.Table:
         table = add_error_columns(table)
@@ -72,7 +74,9 @@ class ModelStage:
             if len(rows) < table.num_rows:  # only then copy: most batches have no bad row
                 batch = {name: _rows(values, rows) for name, values in batch.items()}
             if self.auto and self.probe is None and self.live is None:
-                self._probe(batch)
+                with self.first_call:
+                    if self.probe is None and self.live is None:
+                        self._probe(batch)
             results, row_failures = self._run_chunks(batch)
             for row, failure in zip(rows, row_failures, strict=True):
                 failures[row] = failure

@@ -51,7 +51,7 @@ def test_image_harness_measures_every_figure(tmp_path, tiny_clip):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["figures"]["rows_out"] == 12
-    for name in ("model_ceiling", "decode_ceiling", "textbook_ray", "rayjobs_e2e"):
+    for name in ("model_ceiling", "decode_ceiling", "device_decode_ceiling", "textbook_ray", "rayjobs_e2e"):
         assert result["figures"][name] > 0, name
     assert "e2e/min_ceiling" in result["ratios"]
 

@@ -11,6 +11,7 @@ import rayjobs
 from rayjobs.config.check_config import check_operator, operator_config
 from rayjobs.config.compose import CONF_DIR, MODEL_JOBS
 from rayjobs.config.config_error import ConfigError
+from rayjobs.config.image_inputs import image_columns
 from rayjobs.config.run_spec import parse_run
 
 GROUPS = {
@@ -182,3 +183,10 @@ def test_checking_every_model_preset_leaves_torch_and_transformers_unimported(mi
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def test_model_decode_is_host_or_device():
+    cfg = rayjobs.compose("embed_images", ["input.path=/x", "output.path=/y", "model.decode=gpu"])
+    with pytest.raises(ConfigError) as caught:
+        image_columns(cfg)
+    assert caught.value.key == "model.decode" and "host, device" in str(caught.value)

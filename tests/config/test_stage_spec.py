@@ -19,6 +19,17 @@ def test_actor_args_fixed_pool_and_gpus():
     assert (args["compute"].min_size, args["compute"].max_size) == (3, 3)
 
 
+def test_gpu_actors_run_the_operators_gpu_calls_at_once():
+    gpu = StageSpec(32, num_gpus="auto", concurrency=2).ray_args(actor=True, cluster_gpus=2, gpu_calls=2)
+    compute = gpu["compute"]
+    assert (compute.max_concurrent_calls_per_actor, compute.enable_true_multi_threading) == (2, True)
+    assert compute.min_size == compute.max_size == 2
+    cpu = StageSpec(32, num_gpus="auto").ray_args(actor=True, cluster_gpus=0, gpu_calls=2)["compute"]
+    assert cpu.max_concurrent_calls_per_actor is None  # on CPUs two calls would share the same cores
+    serial = StageSpec(32, num_gpus=1).ray_args(actor=True, cluster_gpus=1)["compute"]
+    assert serial.max_concurrent_calls_per_actor is None
+
+
 def test_actor_args_autoscaling_pool():
     compute = StageSpec(8, concurrency=(2, 5)).ray_args(actor=True)["compute"]
     assert (compute.min_size, compute.max_size) == (2, 5)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import rayjobs
-from tests.integration.inputs import write_image_table, write_images
+from tests.integration.inputs import jpeg, write_image_table, write_images
 from tests.integration.reference import image_vectors, min_cosine
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -55,6 +55,43 @@ def test_image_folder_end_to_end_matches_a_direct_model_call(local_ray, tmp_path
     assert set(errors) == {"broken.jpg", "sub/empty.png"}
     assert errors["sub/empty.png"]["reason"] == "ValueError: empty file (0 bytes)"
     assert {e["stage"] for e in errors.values()} == {"decode"}
+
+
+def test_decode_on_the_device_matches_the_host_path(local_ray, tmp_path, tiny_clip):
+    """model.decode=device: the CPU stage reads headers only, the actor decodes; a file that is
+    corrupt past its header becomes the model stage's error row, its neighbours unharmed."""
+    made = write_images(tmp_path / "images", count=12)
+    whole = jpeg(99, (256, 192))
+    (tmp_path / "images" / "cut.jpg").write_bytes(whole[: len(whole) * 3 // 4])
+    cfg = rayjobs.compose(
+        "embed_images",
+        [
+            f"input.path={tmp_path / 'images'}",
+            f"output.path={tmp_path / 'out'}",
+            f"model.path={tiny_clip}",
+            "model.decode=device",
+            "model.batch_size=4",
+            "input.shard_rows=8",
+            "runtime.progress_bars=false",
+            "job.max_error_fraction=0.5",
+        ],
+    )
+    result = rayjobs.run(cfg)
+
+    good = {name: data for name, data in made.items() if data is not None}
+    assert (result.rows, result.rows_written, result.rows_errored) == (15, 12, 3)
+    ours = vectors_by_id(tmp_path / "out")
+    names = sorted(good)
+    assert sorted(ours) == names
+    expected = image_vectors(tiny_clip, [good[n] for n in names])
+    assert min_cosine(np.stack([ours[n] for n in names]), expected) >= 0.995
+    errors = {e["id"]: e for e in pq.read_table(tmp_path / "out" / "errors").to_pylist()}
+    assert {name: e["stage"] for name, e in errors.items()} == {
+        "broken.jpg": "decode",
+        "sub/empty.png": "decode",
+        "cut.jpg": "model",
+    }
+    assert "truncated" in errors["cut.jpg"]["reason"]
 
 
 def test_parquet_table_of_image_bytes_with_passthrough_columns(local_ray, tmp_path, tiny_clip):

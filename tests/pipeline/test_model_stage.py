@@ -1,3 +1,4 @@
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import numpy as np
@@ -44,6 +45,19 @@ class RecordsLengths(TokenCounts):
         return super().__call__(batch)
 
 
+class ReadsEitherColumn:
+    """Reads `column` instead of its class's input, as ImageEmbedder(decode="device") does."""
+
+    inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    outputs: ClassVar[tuple[str, ...]] = ("embedding",)
+
+    def __init__(self, column: str) -> None:
+        self.inputs = (column,)
+
+    def __call__(self, batch):
+        return {"embedding": np.asarray(batch[self.inputs[0]], dtype=np.float32)[:, None]}
+
+
 def images_table(pixels: np.ndarray, errors=None) -> pa.Table:
     n = len(pixels)
     errors = errors or [None] * n
@@ -75,6 +89,26 @@ def test_sliced_multi_chunk_batches_keep_rows_aligned():
     assert out["id"].to_pylist() == [f"r{i}" for i in range(8)]
     np.testing.assert_array_equal(arrow_to_tensor(out["embedding"]), expected(pixels, 2.0))
     assert "pixel_values" not in out.column_names
+
+
+def test_two_threads_share_one_stage_as_gpu_actors_do():
+    """GPU actors run two calls at once (gpu_calls): each call's rows stay its own."""
+    rng = np.random.default_rng(3)
+    blocks = [rng.integers(0, 12, (6 + i, 3, 4, 4), dtype=np.uint8) for i in range(16)]
+    model = stage(scale=0.5)
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda pixels: model(images_table(pixels)), blocks))
+    for pixels, out in zip(blocks, outs, strict=True):
+        np.testing.assert_array_equal(arrow_to_tensor(out["embedding"]), expected(pixels, 0.5))
+
+
+def test_an_operator_instance_may_read_other_inputs_than_its_class():
+    model = stage("ReadsEitherColumn", column="other")
+    assert model.inputs == ("other",)
+    table = pa.table({"id": ["a", "b"], "other": [2.0, 3.0]})
+    out = model(table)
+    assert out.column_names == ["id", ERROR, ERROR_STAGE, "embedding", "_batch_size:model"]
+    np.testing.assert_array_equal(arrow_to_tensor(out["embedding"]), [[2.0], [3.0]])
 
 
 def test_rows_already_in_error_are_skipped_and_passed_through():
