@@ -26,7 +26,7 @@ from operators.image.pixel_normalizer import PixelNormalizer
 if TYPE_CHECKING:
     import torch
 
-# transformers' resample codes (PIL's): what torch.nn.functional.interpolate can do alike.
+# Resampling that torch.nn.functional.interpolate does as PIL does, by PIL's codes.
 MODES = {2: "bilinear", 3: "bicubic"}
 
 
@@ -41,13 +41,7 @@ class DevicePixels:
         processor = AutoImageProcessor.from_pretrained(folder)
         self.size = _size(processor)
         self.crop = _crop(processor)
-        resample = int(getattr(processor, "resample", 3) or 3)
-        if resample not in MODES:
-            raise ValueError(
-                f"model.decode=device resizes bilinear or bicubic; {type(processor).__name__} "
-                f"uses PIL resample {resample}: use model.decode=host"
-            )
-        self.mode = MODES[resample]
+        self.mode = _mode(getattr(processor, "resample", 3), type(processor).__name__)
         self.normalize = PixelNormalizer(folder, device, dtype)
         self.device = device
         self.max_pixels = max_pixels
@@ -90,6 +84,18 @@ class DevicePixels:
             )[0]
             image = resized.clamp_(0, 255).round_().to(torch.uint8)  # PIL resizes to 8 bits too
         return _center_crop(image, self.crop) if self.crop else image
+
+
+def _mode(resample, processor: str) -> str:
+    """interpolate's mode for a PIL code, PIL enum or torchvision InterpolationMode."""
+    name = str(getattr(resample, "name", "")).lower()
+    mode = name if name in MODES.values() else MODES.get(resample if isinstance(resample, int) else -1)
+    if mode is None:
+        raise ValueError(
+            f"model.decode=device resizes bilinear or bicubic; {processor} resamples with "
+            f"{resample!r}: use model.decode=host"
+        )
+    return mode
 
 
 def _size(processor):
