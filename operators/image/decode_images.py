@@ -13,6 +13,7 @@ import pyarrow as pa
 from PIL import Image, ImageOps
 
 from operators.arrow_tensors import tensor_to_arrow
+from operators.image.pixel_recipe import PixelRecipe
 from operators.model_files import local_model_dir
 from operators.row_errors import add_error_columns, describe, good_rows, mark_errors
 
@@ -23,10 +24,15 @@ Image.MAX_IMAGE_PIXELS = None
 
 @lru_cache(maxsize=4)
 def load_image_processor(model_path: str, revision: str | None = None):
-    """The checkpoint's image processor, loaded once per worker process."""
+    """The checkpoint's resize and crop, loaded once per worker process: its PixelRecipe when
+    it has one (no transformers or torch import), else its AutoImageProcessor."""
+    folder = local_model_dir(model_path, revision)
+    recipe = PixelRecipe.read(folder)
+    if recipe is not None:
+        return recipe
     from transformers import AutoImageProcessor
 
-    return AutoImageProcessor.from_pretrained(local_model_dir(model_path, revision))
+    return AutoImageProcessor.from_pretrained(folder)
 
 
 def image_bytes(value: Any) -> bytes:
@@ -154,20 +160,28 @@ def _process(processor, images: list[Image.Image | None]) -> tuple[np.ndarray, l
 
 
 def _pixel_values(processor, images: list[Image.Image]) -> np.ndarray:
+    if isinstance(processor, PixelRecipe):
+        return processor(images)
     out = processor(images=images, return_tensors="np", do_rescale=False, do_normalize=False)
     return np.asarray(out["pixel_values"])
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
+    if values.dtype == np.uint8:
+        return values
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+_shapes: dict[int, tuple[int, int, int]] = {}  # id of a loaded processor -> its output shape
 
 
 def _output_shape(processor) -> tuple[int, int, int]:
     """(3, H, W) the processor produces, probed once per processor."""
-    shape = getattr(processor, "_rayjobs_shape", None)
+    shape = _shapes.get(id(processor))
     if shape is None:
-        shape = tuple(_pixel_values(processor, [Image.new("RGB", (64, 48))]).shape[1:])
-        processor._rayjobs_shape = shape
+        shape = _shapes[id(processor)] = tuple(
+            _pixel_values(processor, [Image.new("RGB", (64, 48))]).shape[1:]
+        )
     return shape
 
 

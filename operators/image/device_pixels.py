@@ -4,7 +4,7 @@
 (`decode_images.read_image_data`); here baseline RGB/grey JPEGs go to nvJPEG in one batched
 `torchvision.io.decode_jpeg(device="cuda")` call, everything else (PNG, WebP, CMYK or progressive
 JPEG, a file nvJPEG refuses, any image on a CPU device or without torchvision) is decoded by PIL
-in this process. Resize and crop then follow the checkpoint's image processor on the device:
+in this process. Resize and crop then follow the checkpoint's PixelRecipe on the device:
 bicubic (or bilinear) with antialiasing, the same output size and crop box, rounded to 8 bits
 as PIL's resize is. Against the host path (PIL decode and resize) every pixel is within one
 8-bit level, 0.17 on average (tests/operators/image/test_device_pixels.py).
@@ -13,7 +13,6 @@ as PIL's resize is. Against the host path (PIL decode and resize) every pixel is
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +21,12 @@ from PIL import Image
 
 from operators.image.decode_images import open_image
 from operators.image.pixel_normalizer import PixelNormalizer
+from operators.image.pixel_recipe import PixelRecipe, center_crop
 
 if TYPE_CHECKING:
     import torch
 
-# Resampling that torch.nn.functional.interpolate does as PIL does, by PIL's codes.
-MODES = {2: "bilinear", 3: "bicubic"}
+MODES = {Image.Resampling.BILINEAR: "bilinear", Image.Resampling.BICUBIC: "bicubic"}  # PIL's -> torch's
 
 
 class DevicePixels:
@@ -36,12 +35,15 @@ class DevicePixels:
     def __init__(
         self, folder: str, device: torch.device, dtype: torch.dtype, max_pixels: int = 178_956_970
     ) -> None:
-        from transformers import AutoImageProcessor
-
-        processor = AutoImageProcessor.from_pretrained(folder)
-        self.size = _size(processor)
-        self.crop = _crop(processor)
-        self.mode = _mode(getattr(processor, "resample", 3), type(processor).__name__)
+        recipe = PixelRecipe.read(folder)
+        if recipe is None:
+            raise ValueError(
+                "model.decode=device follows image processors that resize to a fixed size or by the "
+                f"shortest edge with a bilinear or bicubic filter; {folder}/preprocessor_config.json "
+                "asks for more: use model.decode=host"
+            )
+        self.recipe = recipe
+        self.mode = MODES[recipe.resample]
         self.normalize = PixelNormalizer(folder, device, dtype)
         self.device = device
         self.max_pixels = max_pixels
@@ -77,67 +79,13 @@ class DevicePixels:
         import torch.nn.functional as F
 
         height, width = image.shape[-2:]
-        target = self.size(height, width)
+        target = self.recipe.resized(height, width)
         if (height, width) != target:
             resized = F.interpolate(
                 image[None].float(), size=target, mode=self.mode, antialias=True, align_corners=False
             )[0]
             image = resized.clamp_(0, 255).round_().to(torch.uint8)  # PIL resizes to 8 bits too
-        return _center_crop(image, self.crop) if self.crop else image
-
-
-def _mode(resample, processor: str) -> str:
-    """interpolate's mode for a PIL code, PIL enum or torchvision InterpolationMode."""
-    name = str(getattr(resample, "name", "")).lower()
-    mode = name if name in MODES.values() else MODES.get(resample if isinstance(resample, int) else -1)
-    if mode is None:
-        raise ValueError(
-            f"model.decode=device resizes bilinear or bicubic; {processor} resamples with "
-            f"{resample!r}: use model.decode=host"
-        )
-    return mode
-
-
-def _size(processor):
-    """(height, width) -> resized (height, width), by the processor's `size`."""
-    size = dict(processor.size or {})
-    if size.get("height") and size.get("width"):
-        fixed = (int(size["height"]), int(size["width"]))
-        return lambda height, width: fixed
-    if size.get("shortest_edge") and not size.get("longest_edge"):
-        edge = int(size["shortest_edge"])
-
-        def shortest(height: int, width: int) -> tuple[int, int]:
-            short, long = min(height, width), max(height, width)
-            new_long = int(edge * long / short)  # transformers truncates too
-            return (new_long, edge) if width <= height else (edge, new_long)
-
-        return shortest
-    raise ValueError(
-        f"model.decode=device knows resizes to height/width or shortest_edge; "
-        f"{type(processor).__name__} has size={size}: use model.decode=host"
-    )
-
-
-def _crop(processor) -> tuple[int, int] | None:
-    if not getattr(processor, "do_center_crop", False):
-        return None
-    crop = dict(processor.crop_size or {})
-    return int(crop["height"]), int(crop["width"])
-
-
-def _center_crop(image: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
-    """The processor's crop box: top/left truncated, zero padding where the image is smaller."""
-    import torch.nn.functional as F
-
-    height, width = image.shape[-2:]
-    want_h, want_w = crop
-    if want_h > height or want_w > width:
-        pad_h, pad_w = max(want_h - height, 0), max(want_w - width, 0)
-        image = F.pad(image, (pad_w // 2, (pad_w + 1) // 2, pad_h // 2, (pad_h + 1) // 2))
-        height, width = image.shape[-2:]
-    top, left = math.floor((height - want_h) / 2), math.floor((width - want_w) / 2)
-    return image[:, top : top + want_h, left : left + want_w]
+        return center_crop(image, self.recipe.crop) if self.recipe.crop else image
 
 
 def _baseline_jpeg(data: bytes) -> bool:

@@ -5,7 +5,6 @@ runs that part); the resize, crop and normalisation are the code a GPU runs.
 """
 
 import io
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +14,7 @@ from PIL import Image
 
 from operators.arrow_tensors import arrow_to_tensor
 from operators.image.decode_images import decode_images, read_image_data
-from operators.image.device_pixels import DevicePixels, _baseline_jpeg, _mode, _size
+from operators.image.device_pixels import DevicePixels, _baseline_jpeg
 from operators.image.image_embedder import ImageEmbedder
 from operators.image.pixel_normalizer import PixelNormalizer
 
@@ -123,11 +122,9 @@ def test_a_file_corrupt_past_its_header_fails_in_the_actor(tiny_clip):
         DevicePixels(tiny_clip, CPU, torch.float32)([truncated])
 
 
-def test_processors_it_cannot_follow_are_refused_with_the_way_out():
-    assert _size(SimpleNamespace(size={"shortest_edge": 224}))(480, 640) == (224, 298)
-    assert _size(SimpleNamespace(size={"height": 384, "width": 384}))(480, 640) == (384, 384)
-    with pytest.raises(ValueError, match="size=.*use model.decode=host"):
-        _size(SimpleNamespace(size={"longest_edge": 1024}))
-    assert _mode(Image.Resampling.BICUBIC, "P") == "bicubic" and _mode(2, "P") == "bilinear"
+def test_processors_without_a_recipe_are_refused_with_the_way_out(tmp_path):
+    (tmp_path / "preprocessor_config.json").write_text(
+        '{"image_processor_type": "CLIPImageProcessor", "size": 224}'
+    )
     with pytest.raises(ValueError, match="use model.decode=host"):
-        _mode(Image.Resampling.LANCZOS, "P")
+        DevicePixels(str(tmp_path), CPU, torch.float32)
