@@ -54,6 +54,17 @@ def inference_mode(method: Method) -> Method:
     return run  # type: ignore[return-value]
 
 
+def compiled(function: Callable, option: bool | str) -> Callable:
+    """`model.compile`: false (as is), true (torch.compile, inductor) or a torch.compile backend
+    name. Shapes change from call to call (batch tails, token lengths): after the first change
+    torch recompiles once for dynamic shapes instead of once per shape."""
+    if not option:
+        return function
+    import torch
+
+    return torch.compile(function, backend="inductor" if option is True else str(option))
+
+
 def thread_stream() -> contextlib.AbstractContextManager:
     """On a GPU, this thread's own CUDA stream: a GPU actor runs two calls at once
     (StageSpec.ray_args), and on separate streams one call's copies and decode overlap the

@@ -9,7 +9,7 @@ import numpy as np
 from operators.image.device_pixels import DevicePixels
 from operators.image.pixel_normalizer import PixelNormalizer
 from operators.load_pretrained import load_pretrained
-from operators.torch_device import inference_mode
+from operators.torch_device import compiled, inference_mode
 
 
 class ImageEmbedder:
@@ -34,6 +34,7 @@ class ImageEmbedder:
         device: str = "auto",
         trust_remote_code: bool = False,
         decode: str = "host",
+        compile: bool | str = False,
     ) -> None:
         from transformers import AutoModel
 
@@ -51,6 +52,7 @@ class ImageEmbedder:
             )
         self.model, self.device, self.dtype = loaded.model, loaded.device, loaded.dtype
         self.normalize = normalize
+        self.features = compiled(self.model.get_image_features, compile)
         if decode == "device":
             self.inputs = ("image_data",)
             self.pixels = DevicePixels(loaded.folder, self.device, self.dtype)
@@ -61,7 +63,7 @@ class ImageEmbedder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        out = self.model.get_image_features(pixel_values=self.pixels(batch[self.inputs[0]]))
+        out = self.features(pixel_values=self.pixels(batch[self.inputs[0]]))
         vectors = (out if isinstance(out, torch.Tensor) else out.pooler_output).float()
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)

@@ -9,7 +9,7 @@ import numpy as np
 from operators.load_pretrained import load_pretrained
 from operators.model_files import local_model_dir
 from operators.text.sentence_config import POOLING_MODES, read_sentence_config
-from operators.torch_device import inference_mode
+from operators.torch_device import compiled, inference_mode
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +35,7 @@ class TextEmbedder:
         dtype: str = "auto",
         device: str = "auto",
         trust_remote_code: bool = False,
+        compile: bool | str = False,
     ) -> None:
         from transformers import AutoModel
 
@@ -49,6 +50,7 @@ class TextEmbedder:
         )
         self.model, self.device = loaded.model, loaded.device
         self.projected = hasattr(self.model, "get_text_features")
+        self.encode = compiled(self.model.get_text_features if self.projected else self.model, compile)
         config = getattr(self.model.config, "text_config", self.model.config)
         self.pad_id = int(getattr(config, "pad_token_id", None) or 0)
 
@@ -57,12 +59,11 @@ class TextEmbedder:
         import torch
 
         input_ids, mask = self._pad(batch["input_ids"])
+        out = self.encode(input_ids=input_ids, attention_mask=mask)
         if self.projected:
-            out = self.model.get_text_features(input_ids=input_ids, attention_mask=mask)
             vectors = out if isinstance(out, torch.Tensor) else out.pooler_output
         else:
-            hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            vectors = pool(hidden, mask, self.pooling)
+            vectors = pool(out.last_hidden_state, mask, self.pooling)
         vectors = vectors.float()
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)

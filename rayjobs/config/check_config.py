@@ -11,6 +11,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from operators.model_files import check_model_reference
+from operators.torch_device import DTYPE_NAMES
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.stage_spec import STAGE_KEYS
 
@@ -54,6 +55,7 @@ def check_operator(
         inspect.signature(operator).bind(**kwargs)
     except TypeError as error:
         raise ConfigError(key, f"{target}: {error}") from None
+    _check_shared_options(kwargs, key)
     made = tuple(getattr(operator, "outputs", ()))
     if tuple(getattr(operator, "inputs", ())) != inputs or not set(outputs) <= set(made):
         raise ConfigError(
@@ -75,3 +77,15 @@ def check_columns(schema: pa.Schema | None, columns: Iterable[tuple[str, str | N
     for key, name in columns:
         if name and name not in schema.names:
             raise ConfigError(key, f"no column {name!r} in the input (columns: {', '.join(schema.names)})")
+
+
+def _check_shared_options(kwargs: Mapping[str, Any], key: str) -> None:
+    """Options many operators share, checked here so a typo fails before Ray, not in an actor."""
+    dtype = kwargs.get("dtype", "auto")
+    if dtype != "auto" and dtype not in DTYPE_NAMES:
+        raise ConfigError(f"{key}.dtype", f"must be auto or one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
+    option = kwargs.get("compile", False)
+    if not isinstance(option, bool | str) or option in ("", "true", "false"):
+        raise ConfigError(
+            f"{key}.compile", f"must be true, false or a torch.compile backend name, got {option!r}"
+        )

@@ -190,3 +190,20 @@ def test_model_decode_is_host_or_device():
     with pytest.raises(ConfigError) as caught:
         image_columns(cfg)
     assert caught.value.key == "model.decode" and "host, device" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.dtype=float8", "model.dtype"),
+        ("model.compile=1", "model.compile"),
+        ("model.compile=''", "model.compile"),
+    ],
+)
+def test_shared_operator_options_fail_before_ray(override, key, minilm_path):
+    cfg = rayjobs.compose("embed_texts", ["model=minilm_offline", *REQUIRED, override])
+    with pytest.raises(ConfigError) as caught:
+        check_operator(OmegaConf.to_container(cfg.model), ("input_ids",), "embed_texts")
+    assert caught.value.key == key
+    good = rayjobs.compose("embed_texts", ["model=minilm_offline", *REQUIRED, "model.compile=eager"])
+    check_operator(OmegaConf.to_container(good.model), ("input_ids",), "embed_texts")

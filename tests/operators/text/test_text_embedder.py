@@ -62,6 +62,20 @@ def test_same_text_same_vector_whatever_the_batch(tiny_bert):
     np.testing.assert_allclose(alone[0], mixed[0], atol=1e-5)
 
 
+def test_compiled_model_gives_the_same_vectors(tiny_bert):
+    """model.compile through torch.compile's eager backend (dynamo tracing, no C++ build: fast
+    enough for a test); inductor (`compile=true`) is measured in benchmarks/."""
+    embedder = TextEmbedder(tiny_bert, compile="eager")
+    assert embedder.encode is not embedder.model
+    table = tokenize_texts(pa.table({"text": TEXTS}), model_path=tiny_bert, text_column="text")
+    rows = arrow_to_lists(table["input_ids"])
+    plain = TextEmbedder(tiny_bert)
+    for batch in (rows, rows[:3], rows[1:2]):  # new shapes: one recompile, then dynamic
+        np.testing.assert_allclose(
+            embedder({"input_ids": batch})["embedding"], plain({"input_ids": batch})["embedding"], atol=1e-5
+        )
+
+
 def test_pool_modes():
     hidden = torch.tensor([[[1.0, 0.0], [3.0, 4.0], [9.0, 9.0]]])
     mask = torch.tensor([[1, 1, 0]])
