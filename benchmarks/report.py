@@ -8,7 +8,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TABLE_END = "<!-- results table end -->"
-SHOWN_OVERRIDES = ("model.decode", "model.engine", "model.batch_tokens")
+SHOWN_OVERRIDES = ("model.decode", "model.engine", "model.batch_tokens", "model.compile")
 
 
 def write_result(result: dict, path: Path | None = None) -> Path:
