@@ -16,6 +16,9 @@ log = logging.getLogger("rayjobs")
 
 # CPU actors per node under `concurrency: auto`: each holds its own copy of the model.
 CPU_ACTORS_PER_NODE = 8
+# Under `concurrency: auto` each actor gets at least this many batches: starting one costs its
+# process, torch and the model (6 s for a CLIP actor on a 2-core machine), worth it only for work.
+BATCHES_PER_ACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -87,19 +90,20 @@ def size_pools(
     per core (at most CPU_ACTORS_PER_NODE a node), split among the CPU stages, each with a CPU
     share that leaves room for the CPU tasks: on CPUs processes scale where one process's torch
     threads do not (MiniLM on 2 cores: 191 rows/s from 2 one-thread actors, 151 from one with 2).
-    `rows`: the input rows to do; no more actors than blocks of feed_block_rows.
+    `rows`: the input rows to do; no more actors than BATCHES_PER_ACTOR batches of them.
     """
     auto = [key for key, spec in actors.items() if spec.concurrency == "auto"]
     sized = dict(actors)
     on_gpu = [key for key in auto if actors[key].gpus(cluster.gpus)]
     on_cpu = [key for key in auto if key not in on_gpu]
 
-    def at_most_blocks(key: str, pool: int) -> int:
-        return pool if rows is None else max(1, min(pool, math.ceil(rows / feed_block_rows(actors[key]))))
+    def at_most_worth(key: str, pool: int) -> int:
+        batch = actors[key].batch_size if isinstance(actors[key].batch_size, int) else 128
+        return pool if rows is None else max(1, min(pool, rows // (BATCHES_PER_ACTOR * batch)))
 
     for key in on_gpu:
         share = cluster.gpus / (actors[key].gpus(cluster.gpus) * len(on_gpu))
-        sized[key] = replace(actors[key], concurrency=at_most_blocks(key, max(1, int(share))))
+        sized[key] = replace(actors[key], concurrency=at_most_worth(key, max(1, int(share))))
     if not on_cpu:
         return sized
     per_node = min(CPU_ACTORS_PER_NODE, max(1, int(cluster.cpus_per_node)))
@@ -112,7 +116,7 @@ def size_pools(
         if share < 0.1:  # too little room for that many: one actor, and check_fits explains
             sized[key] = replace(actors[key], concurrency=1)
         else:
-            sized[key] = replace(actors[key], concurrency=at_most_blocks(key, pool), num_cpus=share)
+            sized[key] = replace(actors[key], concurrency=at_most_worth(key, pool), num_cpus=share)
     return sized
 
 

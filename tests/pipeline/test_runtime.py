@@ -59,11 +59,11 @@ def test_no_room_leaves_one_actor_and_check_fits_names_the_key():
         check_fits(cluster, TASKS, sized)
 
 
-def test_no_more_auto_actors_than_blocks_of_the_input():
+def test_no_more_auto_actors_than_the_input_keeps_busy():
     cluster = Cluster(cpus=8, gpus=0, nodes=1)
     actors = {"model": StageSpec(32, num_cpus=0.5, concurrency="auto")}
-    assert size_pools(cluster, TASKS, actors, rows=40)["model"].concurrency == 1  # one 64-row block
-    assert size_pools(cluster, TASKS, actors, rows=130)["model"].concurrency == 3
+    assert size_pools(cluster, TASKS, actors, rows=500)["model"].concurrency == 1  # < 2 x 8 batches
+    assert size_pools(cluster, TASKS, actors, rows=800)["model"].concurrency == 3
     assert size_pools(cluster, TASKS, actors, rows=10_000)["model"].concurrency == 8
 
 
