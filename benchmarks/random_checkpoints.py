@@ -284,3 +284,62 @@ def smolvlm(
         chat_template=VLM_CHAT_TEMPLATE,
     ).save_pretrained(folder)
     return folder
+
+
+TOY_UNET = {
+    "block_out_channels": (8, 16),
+    "layers_per_block": 1,
+    "sample_size": 8,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "cross_attention_dim": 32,
+    "norm_num_groups": 4,
+    "attention_head_dim": 2,
+}
+TOY_VAE = {"block_out_channels": (8, 16), "norm_num_groups": 4}
+
+
+def stable_diffusion(
+    folder: Path,
+    unet: Mapping[str, Any] = TOY_UNET,
+    vae: Mapping[str, Any] = TOY_VAE,
+    text: Mapping[str, Any] = TOY_TOWER,
+) -> Path:
+    """A Stable Diffusion pipeline (UNet, VAE, CLIP text encoder with a byte-level BPE tokenizer,
+    DDIM). Toy defaults make 16 px images (8 px latents); an empty `unet` / `vae` mapping is
+    diffusers' default shape, which is SD 1.x's."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 4, vocab_size=300, special_tokens=["<|endoftext|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_max_length=77,  # without it the text encoder call overflows
+    )
+    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=77, **text))
+    blocks = len(vae.get("block_out_channels", (64,)))
+    StableDiffusionPipeline(
+        vae=AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D"] * blocks,
+            up_block_types=["UpDecoderBlock2D"] * blocks,
+            latent_channels=4,
+            **vae,
+        ),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel(in_channels=4, out_channels=4, **unet),
+        scheduler=DDIMScheduler(clip_sample=False, steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(folder)
+    return folder

@@ -11,6 +11,7 @@ _OPERATORS = {
     "ChatCaptioner": "operators.image.chat_captioner",
     "ImageCaptioner": "operators.image.image_captioner",
     "ImageEmbedder": "operators.image.image_embedder",
+    "ImageGenerator": "operators.image.image_generator",
     "TextEmbedder": "operators.text.text_embedder",
     "TextGenerator": "operators.text.text_generator",
 }

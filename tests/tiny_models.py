@@ -44,3 +44,8 @@ def tiny_blip(folder: Path) -> Path:
 def tiny_smolvlm(folder: Path) -> Path:
     """SmolVLM's architecture at toy size: 32 px tiles, 4 image tokens a tile, SmolVLM's chat layout."""
     return build.smolvlm(folder, byte_level_tokenizer(folder, chat_template=False))
+
+
+def tiny_stable_diffusion(folder: Path) -> Path:
+    """A Stable Diffusion pipeline of 8-16 channels and a 32-wide CLIP text encoder (16 px images)."""
+    return build.stable_diffusion(folder)

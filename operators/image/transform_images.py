@@ -175,3 +175,21 @@ def _center_crop(image: Image.Image, width: int, height: int) -> Image.Image:
     left = (image.width - width) // 2
     top = (image.height - height) // 2
     return image.crop((left, top, left + width, top + height))
+
+
+def encode_images(table: pa.Table, *, format: str, quality: int) -> pa.Table:
+    """CPU stage after an image-making model: raw `image_rgb` / `image_shape` -> a file in
+    `format` (FILE_BYTES, FILE_EXT), for the writer's files/."""
+    table = add_error_columns(table)
+    good = good_rows(table)
+    blobs: list[bytes | None] = [None] * table.num_rows
+    if "image_rgb" in table.column_names:  # absent when every row of the block failed before
+        raws, shapes = table["image_rgb"].to_pylist(), table["image_shape"].to_pylist()
+        for i in range(table.num_rows):
+            if good[i]:
+                pixels = Image.frombytes("RGB", (shapes[i][1], shapes[i][0]), raws[i])
+                blobs[i] = encode(pixels, format, quality, (255, 255, 255), keep_metadata=False)[0]
+    ext = FORMATS[format]
+    table = table.drop_columns([c for c in ("image_rgb", "image_shape") if c in table.column_names])
+    table = table.append_column(FILE_BYTES, pa.array(blobs, pa.binary()))
+    return table.append_column(FILE_EXT, pa.array([ext if blob else None for blob in blobs], pa.string()))

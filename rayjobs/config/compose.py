@@ -16,7 +16,13 @@ from omegaconf.errors import OmegaConfBaseException
 from rayjobs.config.config_error import ConfigError
 
 CONF_DIR = Path(os.environ.get("RAYJOBS_CONF_DIR", Path(__file__).resolve().parents[2] / "conf"))
-MODEL_JOBS = ("embed_texts", "embed_images", "caption_images", "generate_text")  # input -> model -> output
+MODEL_JOBS = (
+    "embed_texts",
+    "embed_images",
+    "caption_images",
+    "generate_text",
+    "generate_images",
+)  # input -> model -> output
 CPU_JOBS = ("transform_images",)  # input -> CPU stages -> output, no model
 JOBS = (*MODEL_JOBS, *CPU_JOBS, "build_index")  # what rayjobs.run runs
 CONFIGS = (*JOBS, "search", "serve_index")  # every root config compose() knows

@@ -80,7 +80,8 @@ class ModelStage:
             results, row_failures = self._run_chunks(batch)
             for row, failure in zip(rows, row_failures, strict=True):
                 failures[row] = failure
-        table = table.drop_columns([name for name in self.inputs if name in table.column_names])
+        if not getattr(self.operator, "keeps_inputs", False):  # a generator keeps what made each row
+            table = table.drop_columns([name for name in self.inputs if name in table.column_names])
         table = mark_errors(table, failures, self.stage)
         for name in self.outputs:
             if name in results:  # absent when no row of the batch survived: all leave as errors

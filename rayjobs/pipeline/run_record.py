@@ -31,10 +31,13 @@ def changed_keys(before: Any, after: dict[str, Any]) -> list[tuple[str, Any, Any
         return []
     old, new = _leaves(before), _leaves(json.loads(json.dumps(after, default=str)))
     missing = object()
+    keys = sorted(set(old) | set(new))
+    # An empty section ({}) on one side that the other side fills is named by its new keys alone.
+    filled = {key for key in keys if any(other.startswith(f"{key}.") for other in keys)}
     return [
         (key, old.get(key), new.get(key))
-        for key in sorted(set(old) | set(new))
-        if old.get(key, missing) != new.get(key, missing)
+        for key in keys
+        if key not in filled and old.get(key, missing) != new.get(key, missing)
     ]
 
 

@@ -26,6 +26,10 @@ JOB_IO = {
         ("input_ids", "max_new_tokens", "temperature", "top_p", "n", "seed"),
         ("completions", "finish_reasons", "completion_tokens", "prompt_tokens"),
     ),
+    "generate_images": (
+        ("prompt", "seed", "negative_prompt", "num_inference_steps", "guidance_scale", "height", "width"),
+        ("image_rgb", "image_shape"),
+    ),
 }
 REQUIRED = ["input.path=/data/in", "output.path=/data/out"]
 

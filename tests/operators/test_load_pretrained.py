@@ -221,70 +221,10 @@ def test_a_reference_is_a_transformers_checkpoint_or_a_diffusers_pipeline(tmp_pa
     assert check_model_reference("s3://bucket/model") is None  # remote: checked when an actor copies it
 
 
-def tiny_stable_diffusion(folder: Path) -> Path:
-    """A Stable Diffusion pipeline of 8-16 channels and a 32-wide CLIP text encoder (16 px images)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+def test_a_diffusers_pipeline_loads_through_the_same_path(tiny_stable_diffusion, no_gpu):
+    import diffusers
 
-    torch.manual_seed(0)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["a red cat on a blue sea"] * 4, vocab_size=300, special_tokens=["<|endoftext|>"])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        model_max_length=77,  # without it the text encoder call overflows
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-        )
-    )
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        norm_num_groups=4,
-        attention_head_dim=2,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=[8, 16],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        latent_channels=4,
-        norm_num_groups=4,
-    )
-    StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=DDIMScheduler(clip_sample=False, steps_offset=1),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    ).save_pretrained(folder)
-    return folder
-
-
-def test_a_diffusers_pipeline_loads_through_the_same_path(tmp_path, no_gpu):
-    diffusers = pytest.importorskip("diffusers")
-
-    folder = str(tiny_stable_diffusion(tmp_path / "sd"))
+    folder = tiny_stable_diffusion
     assert check_model_reference(folder) is None
     loaded = load_pretrained(diffusers.DiffusionPipeline, folder)
     assert type(loaded.model).__name__ == "StableDiffusionPipeline"
