@@ -1,6 +1,7 @@
 """generate_images end to end on a real local Ray: prompts x variations x n, files and rows."""
 
 import io
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -9,6 +10,8 @@ from PIL import Image
 
 import rayjobs
 from rayjobs.config.config_error import ConfigError
+from tests.integration.conftest import storage_overrides
+from tests.integration.test_resume import files, kill_then_rerun
 from tests.operators.image.test_image_generator import direct
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -115,3 +118,46 @@ def test_bad_settings_fail_before_ray_with_their_key(tmp_path, tiny_stable_diffu
         rayjobs.run(cfg)
     assert caught.value.key == key
     assert not (tmp_path / "out").exists()
+
+
+def test_sigkill_then_rerun_makes_every_image_exactly_once(tmp_path, tiny_stable_diffusion):
+    """Killed while writing, run again: each (prompt, index) once in data/ or errors/, one file each."""
+    prompts = [f"p{i},a {'red' if i % 2 else 'blue'} shoe number {i}" for i in range(24)]
+    (tmp_path / "prompts.csv").write_text("id,prompt\n" + "\n".join([*prompts, "empty,"]) + "\n")
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "rayjobs.generate_images",
+        *settings(
+            tmp_path, tiny_stable_diffusion, "model.n=3", "runtime.num_cpus=2", "job.progress_interval_s=0.5"
+        ),
+    ]
+    kill_then_rerun(command, out, lambda: files(out) >= 3, "while_writing")
+
+    data = pq.read_table(out / "data").to_pylist()
+    pairs = [(r["parent_id"], r["index"]) for r in data]
+    assert len(pairs) == len(set(pairs)) == 24 * 2
+    assert set(pairs) == {(f"p{i}", k) for i in range(24) for k in range(2)}
+    assert [r["id"] for r in pq.read_table(out / "errors").to_pylist()] == ["empty"]
+    assert sorted(p.name for p in (out / "files").iterdir()) == sorted(f"{r['id']}.png" for r in data)
+
+
+def test_images_and_rows_land_on_s3(local_ray, s3, tmp_path, tiny_stable_diffusion):
+    fs, options = s3
+    write_prompts(tmp_path / "prompts.csv")
+    fs.put(str(tmp_path / "prompts.csv"), "rayjobs-test/prompts/prompts.csv")
+    overrides = settings(tmp_path, tiny_stable_diffusion, *storage_overrides(options))
+    overrides = [o for o in overrides if not o.startswith(("input.path=", "output.path="))]
+    cfg = rayjobs.compose(
+        "generate_images",
+        [*overrides, "input.path=s3://rayjobs-test/prompts", "output.path=s3://rayjobs-test/out/images"],
+    )
+    result = rayjobs.run(cfg)
+    assert (result.rows_written, result.rows_errored) == (3, 1)
+    data = pq.read_table("rayjobs-test/out/images/data", filesystem=fs).to_pylist()
+    assert sorted(r["path"] for r in data) == ["files/cat@0.png", "files/sea@0.png", "files/shoe@0.png"]
+    for row in data:
+        image = Image.open(io.BytesIO(fs.cat(f"rayjobs-test/out/images/{row['path']}")))
+        assert image.size == (16, 16) and fs.size(f"rayjobs-test/out/images/{row['path']}") == row["bytes"]
+    assert fs.exists("rayjobs-test/out/images/_SUCCESS")
