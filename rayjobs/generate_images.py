@@ -2,7 +2,7 @@
 
     python -m rayjobs.generate_images input.path=prompts.csv input.format=csv output.path=out/images \
         model.path=stable-diffusion-v1-5/stable-diffusion-v1-5 model.n=4 \
-        'prompt.variations=[", watercolor", ", studio photo"]' 'grid.guidance_scale=[5,7.5]'
+        'prompt.variations=[", watercolor", ", studio photo"]' '+grid.guidance_scale=[5,7.5]'
 
 read shards of Parquet / CSV / JSONL (Ray tasks) -> expand prompts: column or template, x
 variations x grid x n, one seeded row per image; a missing or empty prompt is an error row (CPU,
@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from operators.image.image_generator import ImageGenerator
-from operators.image.image_prompts import PARAMETERS, expand_prompts
+from operators.image.image_prompts import PARAMETERS, combinations, expand_prompts
 from operators.image.transform_images import FORMATS, encode_images
 from operators.text.prompt_template import template_columns
 from rayjobs.config.config_error import ConfigError
@@ -37,7 +37,10 @@ def run(cfg: DictConfig) -> RunResult:
     encoding = encode_options(cfg)
     checked = input_columns(cfg.prompt)
     models = {"model": (ImageGenerator.inputs, ("image_rgb", "image_shape"))}
-    job = start_job(cfg, models=models, tasks=("preprocess", "encode"), columns=checked)
+    per_prompt = len(combinations(options["variations"], options["grid"])) * options["n"]
+    job = start_job(
+        cfg, models=models, tasks=("preprocess", "encode"), columns=checked, rows_per_input=per_prompt
+    )
     if job.result:  # this exact job already finished in output.path
         return job.result
 

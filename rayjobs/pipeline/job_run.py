@@ -300,12 +300,15 @@ def start_job(
     models: Mapping[str, ModelIO],
     tasks: Iterable[str] = ("preprocess",),
     columns: Iterable[tuple[str, str | None]] = (),
+    rows_per_input: int = 1,
 ) -> JobRun:
     """Everything before the pipeline: checks (ConfigError, before Ray), output claim, Ray.
 
     `models`: config key of each model stage -> (inputs it is fed, outputs the job needs), in
     chain order; {} for a CPU-only job (no actor pool, no GPU). `tasks`: the CPU stages' keys.
     `columns`: (config key, input column) pairs that must exist in the input.
+    `rows_per_input`: rows the model stages get per input row (a fan-out ahead of them), for
+    sizing `concurrency: auto` pools.
     """
     started = time.monotonic()
     spec = parse_run(cfg, tasks, models)
@@ -339,7 +342,7 @@ def start_job(
         return run
     run.cluster = start_ray(spec.runtime)
     run.todo = [shard for shard in plan.shards if shard.index not in done]
-    rows = sum(shard.rows for shard in run.todo)
+    rows = sum(shard.rows for shard in run.todo) * rows_per_input
     run.spec = replace(spec, models=size_pools(run.cluster, spec.tasks, spec.models, rows))
     check_fits(run.cluster, spec.tasks, run.spec.models)
     remove_shard_files(fs, root, {shard.index for shard in run.todo})
