@@ -12,6 +12,7 @@ _OPERATORS = {
     "ImageCaptioner": "operators.image.image_captioner",
     "ImageEmbedder": "operators.image.image_embedder",
     "ImageGenerator": "operators.image.image_generator",
+    "ImageScorer": "operators.image.image_scorer",
     "TextEmbedder": "operators.text.text_embedder",
     "TextGenerator": "operators.text.text_generator",
 }

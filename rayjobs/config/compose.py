@@ -22,6 +22,7 @@ MODEL_JOBS = (
     "caption_images",
     "generate_text",
     "generate_images",
+    "score_images",
 )  # input -> model -> output
 CPU_JOBS = ("transform_images",)  # input -> CPU stages -> output, no model
 JOBS = (*MODEL_JOBS, *CPU_JOBS, "build_index")  # what rayjobs.run runs

@@ -110,10 +110,12 @@ class JobRun:
             return rows
         return rows.repartition(target_num_rows_per_block=feed_block_rows(spec))
 
-    def model_args(self, stage: str = "model") -> dict[str, Any]:
-        """map_batches arguments of a model stage (ModelStage), constructor included."""
+    def model_args(self, stage: str = "model", options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """map_batches arguments of a model stage (ModelStage), constructor included; `options`:
+        operator keyword arguments the job derives from other config sections."""
         spec = self.spec.models[stage]
         target, kwargs = operator_config(OmegaConf.to_container(self.cfg[stage], resolve=True))
+        kwargs.update(options or {})
         actors = sum(model.max_workers() or 1 for model in self.spec.models.values())
         threads = model_threads(spec, self.cluster, actors)
         calls = getattr(get_class(target), "gpu_calls", 1)  # operators that share no state: 2

@@ -30,6 +30,7 @@ JOB_IO = {
         ("prompt", "seed", "negative_prompt", "num_inference_steps", "guidance_scale", "height", "width"),
         ("image_rgb", "image_shape"),
     ),
+    "score_images": (("pixel_values",), ("clip_score", "clip_cosine")),
 }
 REQUIRED = ["input.path=/data/in", "output.path=/data/out"]
 

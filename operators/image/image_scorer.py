@@ -1,0 +1,118 @@
+"""ImageScorer: CLIP score against a text, and zero-shot label probabilities, per image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from operators.image.pixel_normalizer import PixelNormalizer
+from operators.load_pretrained import load_pretrained
+from operators.torch_device import inference_mode
+
+if TYPE_CHECKING:
+    import torch
+
+
+class ImageScorer:
+    """Scores images with a CLIP / SigLIP checkpoint.
+
+    - `clip_score` = 100 x max(cosine, 0) between the image and a text (torchmetrics' CLIP
+      score), and the raw `clip_cosine`. The text is one fixed `text` for every image, or with
+      `row_text` each row's own (`input_ids`, tokenized by the CPU stage from a column such as
+      the prompt).
+    - `labels`: zero-shot probabilities per label (`label_probs`, in the order given) and the
+      most likely one (`top_label`): a softmax over the labels for CLIP, a sigmoid per label for
+      SigLIP (what each was trained with).
+    """
+
+    inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    optional_inputs: ClassVar[tuple[str, ...]] = ("input_ids",)
+    outputs: ClassVar[tuple[str, ...]] = ("clip_score", "clip_cosine", "label_probs", "top_label")
+    gpu_calls: ClassVar[int] = 2  # calls share no state: on a GPU two run at once (thread_stream)
+
+    def __init__(
+        self,
+        path: str,
+        revision: str | None = None,
+        text: str | None = None,
+        row_text: bool = False,
+        labels: Sequence[str] = (),
+        dtype: str = "auto",
+        device: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        if not (text or row_text or labels):
+            raise ValueError("ImageScorer needs a text, row texts or labels to score against")
+        loaded = load_pretrained(
+            AutoModel,
+            path,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+        )
+        self.model, self.device = loaded.model, loaded.device
+        self.pixels = PixelNormalizer(loaded.folder, self.device, loaded.dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(loaded.folder)
+        self.siglip = hasattr(self.model, "logit_bias")
+        self.labels = list(labels)
+        self.text = self._embed_texts([text]) if text else None
+        self.label_vectors = self._embed_texts(self.labels) if self.labels else None
+        # This instance's outputs: a CLIP score needs a text, probabilities need labels.
+        scores = ("clip_score", "clip_cosine") if text or row_text else ()
+        self.outputs = (*scores, *(("label_probs", "top_label") if self.labels else ()))
+
+    @inference_mode
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        images = _unit(self.model.get_image_features(pixel_values=self.pixels(batch["pixel_values"])))
+        result: dict[str, np.ndarray] = {}
+        if "clip_score" in self.outputs:
+            texts = self.text if self.text is not None else self._row_texts(batch["input_ids"])
+            cosine = (images * texts).sum(dim=-1)
+            result["clip_cosine"] = cosine.cpu().numpy()
+            result["clip_score"] = (100 * cosine.clamp(min=0)).cpu().numpy()
+        if self.labels:
+            logits = self.model.logit_scale.exp().float() * images @ self.label_vectors.T
+            if self.siglip:
+                probs = torch.sigmoid(logits + self.model.logit_bias.float())
+            else:
+                probs = logits.softmax(dim=-1)
+            result["label_probs"] = probs.cpu().numpy()
+            result["top_label"] = np.array(
+                [self.labels[i] for i in probs.argmax(dim=-1).tolist()], dtype=object
+            )
+        return result
+
+    @inference_mode
+    def _embed_texts(self, texts: list[str]) -> torch.Tensor:
+        # SigLIP was trained on max-length padding; CLIP pools at its end token, padding aside.
+        padding = "max_length" if self.siglip else True
+        tokens = self.tokenizer(texts, padding=padding, truncation=True, return_tensors="pt")
+        return _unit(self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()}))
+
+    def _row_texts(self, rows: list[np.ndarray]) -> torch.Tensor:
+        import torch
+
+        lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+        mask = np.arange(max(int(lengths.max(initial=1)), 1)) < lengths[:, None]
+        ids = np.zeros(mask.shape, dtype=np.int64)
+        ids[mask] = np.concatenate(rows) if len(rows) else []
+        out = self.model.get_text_features(
+            input_ids=torch.from_numpy(ids).to(self.device),
+            attention_mask=torch.from_numpy(mask.astype(np.int64)).to(self.device),
+        )
+        return _unit(out)
+
+
+def _unit(out) -> torch.Tensor:
+    """A features call's output (a tensor, or a model output's pooler_output), L2-normalised."""
+    import torch
+
+    vectors = out if isinstance(out, torch.Tensor) else out.pooler_output
+    return torch.nn.functional.normalize(vectors.float(), dim=-1)

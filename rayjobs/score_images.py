@@ -1,0 +1,83 @@
+"""Score images: CLIP score against a text and zero-shot labels per image, then filter by rules.
+
+    python -m rayjobs.score_images input.path=images/ output.path=out/scores \
+        score.text="a photo of a red shoe" 'score.labels=[photo,drawing]' 'filter=["clip_score >= 25"]'
+
+read shards (Ray tasks) -> decode, orient, resize and crop with the model's image processor; with
+score.text_column, tokenize each row's text (CPU, in the read task) -> ImageScorer (actor pool:
+one CLIP / SigLIP model per actor, on a GPU when the cluster has one) -> filter rows by the
+rules (CPU) -> write Parquet: data/ (id, clip_score, clip_cosine, label_probs, top_label,
+output.columns), filtered/ (id, stage, reason: the rule with the value, and the scores),
+errors/, then the run record and _SUCCESS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from operators.filter_rows import filter_rows, parse_rules
+from operators.image.decode_images import decode_images
+from operators.text.tokenize_texts import tokenize_texts
+from rayjobs.config.config_error import ConfigError
+from rayjobs.config.image_inputs import decode_options, image_columns
+from rayjobs.pipeline.cli import run_cli
+from rayjobs.pipeline.job_run import RunResult, start_job
+from rayjobs.pipeline.model_stage import ModelStage
+from rayjobs.pipeline.write_results import write_results
+
+
+def run(cfg: DictConfig) -> RunResult:
+    options, outputs = scorer_options(cfg)  # checked before anything starts
+    text_column = cfg.score.text_column
+    kept = list(cfg.output.columns)
+    try:
+        parse_rules(cfg.filter, [*outputs, *kept])
+    except ValueError as error:
+        raise ConfigError("filter", str(error)) from None
+    read_columns, checked = image_columns(cfg)
+    if text_column:
+        read_columns += [text_column] if text_column not in read_columns else []
+        checked += [("score.text_column", text_column)]
+    job = start_job(cfg, models={"model": (("pixel_values",), outputs)}, columns=checked)
+    if job.result:  # this exact job already finished in output.path
+        return job.result
+
+    rows = job.read(columns=read_columns)
+    pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
+    if text_column:  # the row's own text to score against (e.g. the prompt it was made from)
+        tokens = {"model_path": cfg.model.path, "text_column": text_column, "keep_text": text_column in kept}
+        pixels = pixels.map_batches(tokenize_texts, fn_kwargs=tokens, **job.task_args())
+    scored = job.feed(pixels).map_batches(ModelStage, **job.model_args(options=options))
+    if cfg.filter:
+        scored = scored.map_batches(filter_rows, fn_kwargs={"rules": list(cfg.filter)}, **job.task_args())
+    manifest = scored.map_batches(write_results, **job.write_args(list(outputs), error_columns=list(outputs)))
+    return job.finish(manifest)
+
+
+def scorer_options(cfg: DictConfig) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """(ImageScorer keyword arguments, the columns it makes) from score.*; ConfigError if empty."""
+    score = cfg.score
+    labels = list(score.labels or [])
+    if not all(isinstance(label, str) and label for label in labels):
+        raise ConfigError("score.labels", f"must be a list of non-empty strings, got {labels!r}")
+    if score.text and score.text_column:
+        raise ConfigError("score.text", "set score.text or score.text_column, not both")
+    if not (score.text or score.text_column or labels):
+        raise ConfigError(
+            "score", "nothing to score against: set score.text, score.text_column or score.labels"
+        )
+    options = {"text": score.text, "row_text": bool(score.text_column), "labels": labels}
+    outputs = (("clip_score", "clip_cosine") if score.text or score.text_column else ()) + (
+        ("label_probs", "top_label") if labels else ()
+    )
+    return options, outputs
+
+
+def main() -> None:
+    run_cli("score_images")
+
+
+if __name__ == "__main__":
+    main()

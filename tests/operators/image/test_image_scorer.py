@@ -1,0 +1,86 @@
+"""ImageScorer against direct CLIP / SigLIP computations on the same images and texts."""
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+from operators.arrow_tensors import arrow_to_lists, arrow_to_tensor
+from operators.image.decode_images import decode_images
+from operators.image.image_scorer import ImageScorer
+from operators.text.tokenize_texts import tokenize_texts
+from tests.operators.image.test_image_embedder import jpegs
+
+LABELS = ["a red cat", "a blue car", "the sea at night"]
+
+
+def direct(
+    path: str, images: list[bytes], texts: list[str], padding
+) -> tuple[torch.Tensor, torch.Tensor, AutoModel]:
+    model = AutoModel.from_pretrained(path).eval()
+    pil = [Image.open(io.BytesIO(b)).convert("RGB") for b in images]
+    with torch.inference_mode():
+        image = model.get_image_features(
+            **AutoImageProcessor.from_pretrained(path)(images=pil, return_tensors="pt")
+        )
+        text = model.get_text_features(
+            **AutoTokenizer.from_pretrained(path)(texts, padding=padding, return_tensors="pt")
+        )
+    unit = lambda out: torch.nn.functional.normalize(getattr(out, "pooler_output", out), dim=-1)  # noqa: E731
+    return unit(image), unit(text), model
+
+
+def pixels(path: str, images: list[bytes]) -> np.ndarray:
+    table = decode_images(pa.table({"image": images}), model_path=path, image_column="image")
+    return arrow_to_tensor(table["pixel_values"])
+
+
+def test_clip_score_and_zero_shot_match_a_direct_clip_computation(tiny_clip):
+    images = jpegs(4)
+    scorer = ImageScorer(tiny_clip, text="a red cat", labels=LABELS)
+    out = scorer({"pixel_values": pixels(tiny_clip, images)})
+
+    image, text, model = direct(tiny_clip, images, ["a red cat", *LABELS], padding=True)
+    cosine = (image @ text[0]).numpy()
+    np.testing.assert_allclose(out["clip_cosine"], cosine, atol=1e-5)
+    np.testing.assert_allclose(out["clip_score"], 100 * np.maximum(cosine, 0), atol=1e-3)
+    probs = (model.logit_scale.exp() * image @ text[1:].T).softmax(dim=-1).detach().numpy()
+    np.testing.assert_allclose(out["label_probs"], probs, atol=1e-5)
+    assert list(out["top_label"]) == [LABELS[i] for i in probs.argmax(axis=1)]
+    assert scorer.outputs == ("clip_score", "clip_cosine", "label_probs", "top_label")
+
+
+def test_each_row_scored_against_its_own_text(tiny_clip):
+    images, texts = jpegs(3), ["a red cat", "a blue car on the street", "sea"]
+    table = tokenize_texts(
+        pa.table({"text": texts}), model_path=tiny_clip, text_column="text", keep_text=True
+    )
+    order = [texts.index(t) for t in table["text"].to_pylist()]  # the stage sorts by length
+    scorer = ImageScorer(tiny_clip, row_text=True)
+    out = scorer(
+        {
+            "pixel_values": pixels(tiny_clip, [images[i] for i in order]),
+            "input_ids": arrow_to_lists(table["input_ids"]),
+        }
+    )
+
+    image, text, _ = direct(tiny_clip, [images[i] for i in order], [texts[i] for i in order], padding=True)
+    np.testing.assert_allclose(out["clip_cosine"], (image * text).sum(dim=-1).numpy(), atol=1e-5)
+    assert scorer.outputs == ("clip_score", "clip_cosine")
+
+
+def test_siglip_labels_are_independent_sigmoids(tiny_siglip):
+    images = jpegs(2)
+    out = ImageScorer(tiny_siglip, labels=LABELS)({"pixel_values": pixels(tiny_siglip, images)})
+    image, text, model = direct(tiny_siglip, images, LABELS, padding="max_length")
+    expected = torch.sigmoid(model.logit_scale.exp() * image @ text.T + model.logit_bias).detach().numpy()
+    np.testing.assert_allclose(out["label_probs"], expected, atol=1e-5)
+
+
+def test_a_scorer_needs_something_to_score_against(tiny_clip):
+    with pytest.raises(ValueError, match="needs a text"):
+        ImageScorer(tiny_clip)
