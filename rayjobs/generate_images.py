@@ -64,6 +64,8 @@ def input_columns(prompt: DictConfig) -> list[tuple[str, str]]:
 def prompt_options(cfg: DictConfig) -> dict[str, Any]:
     """fn_kwargs of expand_prompts; a bad value is a ConfigError naming its key."""
     model, prompt = cfg.model, cfg.prompt
+    if not (prompt.column or prompt.template):
+        raise ConfigError("prompt.column", "set the prompt column, or prompt.template")
     n = model.get("n", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError("model.n", f"must be a positive integer (images per prompt), got {n!r}")

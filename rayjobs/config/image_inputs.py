@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from operators.image.pixel_recipe import PixelRecipe
 from rayjobs.config.config_error import ConfigError
 
 DECODE_PLACES = ("host", "device")
@@ -17,6 +19,12 @@ def image_columns(cfg: DictConfig) -> tuple[list[str], list[tuple[str, str]]]:
     place = _decode_place(cfg)
     if place not in DECODE_PLACES:
         raise ConfigError("model.decode", f"must be one of {', '.join(DECODE_PLACES)}, got {place!r}")
+    if place == "device" and Path(str(cfg.model.path)).is_dir() and PixelRecipe.read(cfg.model.path) is None:
+        raise ConfigError(  # a hub id or a URL is checked by the actor, once it has the files
+            "model.decode",
+            f"device needs an image processor that resizes to a fixed size or by the shortest edge "
+            f"(CLIP, SigLIP, BLIP, ViT); {cfg.model.path} has another: use model.decode=host",
+        )
     image = cfg.input.image_column or "image"
     keep = list(cfg.output.columns)
     if cfg.input.format == "parquet":

@@ -190,11 +190,17 @@ def test_checking_every_model_preset_leaves_torch_and_transformers_unimported(mi
     assert done.stdout.strip() == "[]", done.stderr[-2000:]
 
 
-def test_model_decode_is_host_or_device():
+def test_model_decode_is_host_or_device(tmp_path):
     cfg = rayjobs.compose("embed_images", ["input.path=/x", "output.path=/y", "model.decode=gpu"])
     with pytest.raises(ConfigError) as caught:
         image_columns(cfg)
     assert caught.value.key == "model.decode" and "host, device" in str(caught.value)
+    (tmp_path / "preprocessor_config.json").write_text('{"image_processor_type": "DetrImageProcessor"}')
+    cfg = rayjobs.compose("embed_images", ["input.path=/x", "output.path=/y", "model.decode=device"])
+    cfg.model.path = str(tmp_path)
+    with pytest.raises(ConfigError, match="use model.decode=host") as caught:
+        image_columns(cfg)
+    assert caught.value.key == "model.decode"
 
 
 @pytest.mark.parametrize(

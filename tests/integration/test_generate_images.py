@@ -108,6 +108,7 @@ def test_a_grid_records_each_parameter_and_jpeg_output(local_ray, tmp_path, tiny
         ("+grid.strength=[0.5]", "grid.strength"),
         ("output.image_format=gif", "output.image_format"),
         ("prompt.column=text", "prompt.column"),
+        ("prompt.column=null", "prompt.column"),
         ("prompt.negative_column=neg", "prompt.negative_column"),
     ],
 )
