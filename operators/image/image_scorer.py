@@ -97,17 +97,19 @@ class ImageScorer:
         return _unit(self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()}))
 
     def _row_texts(self, rows: list[np.ndarray]) -> torch.Tensor:
+        """The rows' token ids as unit text vectors, padded as the checkpoint was trained."""
         import torch
 
         lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
-        mask = np.arange(max(int(lengths.max(initial=1)), 1)) < lengths[:, None]
-        ids = np.zeros(mask.shape, dtype=np.int64)
+        # SigLIP pools its last position: it needs its fixed length and pad token, as trained.
+        width = self.tokenizer.model_max_length if self.siglip else max(int(lengths.max(initial=1)), 1)
+        mask = np.arange(width) < lengths[:, None]
+        ids = np.full(mask.shape, self.tokenizer.pad_token_id or 0, dtype=np.int64)
         ids[mask] = np.concatenate(rows) if len(rows) else []
-        out = self.model.get_text_features(
-            input_ids=torch.from_numpy(ids).to(self.device),
-            attention_mask=torch.from_numpy(mask.astype(np.int64)).to(self.device),
-        )
-        return _unit(out)
+        inputs = {"input_ids": torch.from_numpy(ids).to(self.device)}
+        if "attention_mask" in self.tokenizer.model_input_names:  # as its tokenizer would call it
+            inputs["attention_mask"] = torch.from_numpy(mask.astype(np.int64)).to(self.device)
+        return _unit(self.model.get_text_features(**inputs))
 
 
 def _unit(out) -> torch.Tensor:

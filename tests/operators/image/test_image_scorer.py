@@ -54,21 +54,20 @@ def test_clip_score_and_zero_shot_match_a_direct_clip_computation(tiny_clip):
     assert scorer.outputs == ("clip_score", "clip_cosine", "label_probs", "top_label")
 
 
-def test_each_row_scored_against_its_own_text(tiny_clip):
+@pytest.mark.parametrize(("fixture", "padding"), [("tiny_clip", True), ("tiny_siglip", "max_length")])
+def test_each_row_scored_against_its_own_text(fixture, padding, request):
+    path = request.getfixturevalue(fixture)
     images, texts = jpegs(3), ["a red cat", "a blue car on the street", "sea"]
-    table = tokenize_texts(
-        pa.table({"text": texts}), model_path=tiny_clip, text_column="text", keep_text=True
-    )
+    table = tokenize_texts(pa.table({"text": texts}), model_path=path, text_column="text", keep_text=True)
     order = [texts.index(t) for t in table["text"].to_pylist()]  # the stage sorts by length
-    scorer = ImageScorer(tiny_clip, row_text=True)
-    out = scorer(
-        {
-            "pixel_values": pixels(tiny_clip, [images[i] for i in order]),
-            "input_ids": arrow_to_lists(table["input_ids"]),
-        }
-    )
+    scorer = ImageScorer(path, row_text=True)
+    batch = {
+        "pixel_values": pixels(path, [images[i] for i in order]),
+        "input_ids": arrow_to_lists(table["input_ids"]),
+    }
+    out = scorer(batch)
 
-    image, text, _ = direct(tiny_clip, [images[i] for i in order], [texts[i] for i in order], padding=True)
+    image, text, _ = direct(path, [images[i] for i in order], [texts[i] for i in order], padding=padding)
     np.testing.assert_allclose(out["clip_cosine"], (image * text).sum(dim=-1).numpy(), atol=1e-5)
     assert scorer.outputs == ("clip_score", "clip_cosine")
 
