@@ -131,7 +131,7 @@ def test_sigkill_then_rerun_makes_every_image_exactly_once(tmp_path, tiny_stable
         "-m",
         "rayjobs.generate_images",
         *settings(
-            tmp_path, tiny_stable_diffusion, "model.n=3", "runtime.num_cpus=2", "job.progress_interval_s=0.5"
+            tmp_path, tiny_stable_diffusion, "model.n=2", "runtime.num_cpus=2", "job.progress_interval_s=0.5"
         ),
     ]
     kill_then_rerun(command, out, lambda: files(out) >= 3, "while_writing")
