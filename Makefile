@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(PY) -m rayjobs.demo
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q -ra --durations=15
+	$(PY) -m pytest -q -ra --durations=50
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rayjobs operators tests benchmarks

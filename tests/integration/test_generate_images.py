@@ -152,13 +152,13 @@ def test_images_and_rows_land_on_s3(local_ray, s3, tmp_path, tiny_stable_diffusi
     overrides = [o for o in overrides if not o.startswith(("input.path=", "output.path="))]
     cfg = rayjobs.compose(
         "generate_images",
-        [*overrides, "input.path=s3://rayjobs-test/prompts", "output.path=s3://rayjobs-test/out/images"],
+        [*overrides, "input.path=s3://rayjobs-test/prompts", "output.path=s3://rayjobs-test/generated"],
     )
     result = rayjobs.run(cfg)
     assert (result.rows_written, result.rows_errored) == (3, 1)
-    data = pq.read_table("rayjobs-test/out/images/data", filesystem=fs).to_pylist()
+    data = pq.read_table("rayjobs-test/generated/data", filesystem=fs).to_pylist()
     assert sorted(r["path"] for r in data) == ["files/cat@0.png", "files/sea@0.png", "files/shoe@0.png"]
     for row in data:
-        image = Image.open(io.BytesIO(fs.cat(f"rayjobs-test/out/images/{row['path']}")))
-        assert image.size == (16, 16) and fs.size(f"rayjobs-test/out/images/{row['path']}") == row["bytes"]
-    assert fs.exists("rayjobs-test/out/images/_SUCCESS")
+        image = Image.open(io.BytesIO(fs.cat(f"rayjobs-test/generated/{row['path']}")))
+        assert image.size == (16, 16) and fs.size(f"rayjobs-test/generated/{row['path']}") == row["bytes"]
+    assert fs.exists("rayjobs-test/generated/_SUCCESS")
