@@ -1,16 +1,21 @@
-"""Generate images: every prompt of a prompt list, in every style variation and grid point, n times.
+"""Generate images: every prompt of a prompt list, in every style variation and grid point, n
+times; optionally score and filter them and make thumbnails, all in one stream.
 
     python -m rayjobs.generate_images input.path=prompts.csv input.format=csv output.path=out/images \
         model.path=stable-diffusion-v1-5/stable-diffusion-v1-5 model.n=4 \
-        'prompt.variations=[", watercolor", ", studio photo"]' '+grid.guidance_scale=[5,7.5]'
+        'prompt.variations=[", watercolor", ", studio photo"]' '+grid.guidance_scale=[5,7.5]' \
+        score.text_column=prompt 'filter=["clip_score >= 25"]' 'thumbnails.sizes=[256]'
 
 read shards of Parquet / CSV / JSONL (Ray tasks) -> expand prompts: column or template, x
 variations x grid x n, one seeded row per image; a missing or empty prompt is an error row (CPU,
 in the read task) -> ImageGenerator (actor pool: one diffusers pipeline per actor, on a GPU when
-the cluster has one) -> encode PNG / JPEG / WebP (CPU tasks) -> write: files/ (the images, named
-from the row id), data/ (id, parent_id, index, prompt, negative_prompt, seed, variation,
-num_inference_steps, guidance_scale, height, width, path, bytes, output.columns), errors/, then the
-run record and _SUCCESS.
+the cluster has one) -> with score.*: resize and crop for the scorer, tokenize each prompt (CPU)
+-> ImageScorer (a second actor pool: CLIP / SigLIP) -> filter rules (CPU) -> encode PNG / JPEG /
+WebP, and thumbnails (CPU tasks) -> write: files/ (kept images, named from the row id),
+thumbnail_<size>/ (kept and filtered), data/ (id, parent_id, index, prompt, negative_prompt,
+seed, variation, num_inference_steps, guidance_scale, height, width, the scores, path, bytes,
+thumbnail paths, output.columns), filtered/ (the rule with the value, and the same columns),
+errors/, report.html, then the run record and _SUCCESS.
 """
 
 from __future__ import annotations
@@ -19,15 +24,20 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from operators.filter_rows import filter_rows
+from operators.image.decode_images import pixels_from_rgb
 from operators.image.image_generator import ImageGenerator
 from operators.image.image_prompts import PARAMETERS, combinations, expand_prompts
-from operators.image.transform_images import FORMATS, encode_images
+from operators.image.transform_images import FORMATS, Size, encode_images
 from operators.text.prompt_template import template_columns
+from operators.text.tokenize_texts import tokenize_texts
 from rayjobs.config.config_error import ConfigError
+from rayjobs.config.score_options import check_filters, scorer_options, wants_scores
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
 from rayjobs.pipeline.write_results import write_results
+from rayjobs.report.contact_sheet import ContactSheet
 
 RESULTS = ["prompt", "negative_prompt", "seed", "variation", *PARAMETERS]
 
@@ -35,8 +45,11 @@ RESULTS = ["prompt", "negative_prompt", "seed", "variation", *PARAMETERS]
 def run(cfg: DictConfig) -> RunResult:
     options = prompt_options(cfg)  # checked before anything starts
     encoding = encode_options(cfg)
+    scoring, scores = score_stage(cfg)
     checked = input_columns(cfg.prompt)
     models = {"model": (ImageGenerator.inputs, ("image_rgb", "image_shape"))}
+    if scoring:
+        models["scorer"] = (("pixel_values",), scores)
     per_prompt = len(combinations(options["variations"], options["grid"])) * options["n"]
     job = start_job(
         cfg, models=models, tasks=("preprocess", "encode"), columns=checked, rows_per_input=per_prompt
@@ -47,9 +60,38 @@ def run(cfg: DictConfig) -> RunResult:
     rows = job.read(columns=[*dict.fromkeys(column for _, column in checked), *cfg.output.columns])
     prompts = rows.map_batches(expand_prompts, fn_kwargs=options, **job.task_args())
     images = job.feed(prompts).map_batches(ModelStage, **job.model_args())
+    if scoring:  # the scorer's pixels and each row's text, then its own actor pool
+        scorer = {"model_path": cfg.scorer.path, "revision": cfg.scorer.get("revision")}
+        images = images.map_batches(pixels_from_rgb, fn_kwargs=scorer, **job.task_args("encode"))
+        if cfg.score.text_column:
+            tokens = {**scorer, "text_column": cfg.score.text_column, "keep_text": True}
+            images = images.map_batches(tokenize_texts, fn_kwargs=tokens, **job.task_args("encode"))
+        images = job.feed(images, "scorer").map_batches(
+            ModelStage, **job.model_args("scorer", options=scoring)
+        )
+    if cfg.filter:
+        images = images.map_batches(
+            filter_rows, fn_kwargs={"rules": list(cfg.filter)}, **job.task_args("encode")
+        )
     files = images.map_batches(encode_images, fn_kwargs=encoding, **job.task_args("encode"))
-    manifest = files.map_batches(write_results, **job.write_args(RESULTS))
-    return job.finish(manifest)
+    thumbnails = [f"thumbnail_{Size.parse(size).label}" for size in encoding["thumbnails"]]
+    kept = [*RESULTS, *scores, *thumbnails]
+    manifest = files.map_batches(write_results, **job.write_args(kept, error_columns=kept))
+    return job.finish(manifest, report=ContactSheet(image=[*thumbnails, "path"], text=["prompt"]))
+
+
+def score_stage(cfg: DictConfig) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """(ImageScorer keyword arguments, its columns), empty when score.* asks for nothing; the
+    filter rules checked against every column the rows will have."""
+    scoring, scores = scorer_options(cfg.score) if wants_scores(cfg.score) else ({}, ())
+    texts = ["prompt", "negative_prompt", "variation", *cfg.output.columns]
+    if cfg.score.text_column and cfg.score.text_column not in texts:
+        raise ConfigError(
+            "score.text_column",
+            f"must be a text the rows carry ({', '.join(texts)}), got {cfg.score.text_column!r}",
+        )
+    check_filters(cfg.filter, [*RESULTS, *scores, *cfg.output.columns])
+    return scoring, scores
 
 
 def input_columns(prompt: DictConfig) -> list[tuple[str, str]]:
@@ -111,12 +153,33 @@ def _check_parameter(key: str, name: str, value: Any) -> None:
 
 
 def encode_options(cfg: DictConfig) -> dict[str, Any]:
-    fmt, quality = cfg.output.get("image_format", "png"), cfg.output.get("quality", 95)
-    if fmt not in FORMATS:
-        raise ConfigError("output.image_format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise ConfigError("output.quality", f"must be an integer from 1 to 100, got {quality!r}")
-    return {"format": str(fmt), "quality": int(quality)}
+    """fn_kwargs of encode_images: output.image_format / quality, and thumbnails.*."""
+    thumbs = cfg.get("thumbnails") or {}
+    sizes = list(thumbs.get("sizes") or [])
+    for size in sizes:
+        try:
+            Size.parse(size)
+        except ValueError as error:
+            raise ConfigError("thumbnails.sizes", str(error)) from None
+    return {
+        "format": _format("output.image_format", cfg.output.get("image_format", "png")),
+        "quality": _quality("output.quality", cfg.output.get("quality", 95)),
+        "thumbnails": sizes,
+        "thumbnail_format": _format("thumbnails.format", thumbs.get("format", "jpeg")),
+        "thumbnail_quality": _quality("thumbnails.quality", thumbs.get("quality", 85)),
+    }
+
+
+def _format(key: str, value: Any) -> str:
+    if value not in FORMATS:
+        raise ConfigError(key, f"must be one of {', '.join(FORMATS)}, got {value!r}")
+    return str(value)
+
+
+def _quality(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise ConfigError(key, f"must be an integer from 1 to 100, got {value!r}")
+    return int(value)
 
 
 def main() -> None:

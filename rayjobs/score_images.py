@@ -13,15 +13,13 @@ errors/, then the run record and _SUCCESS.
 
 from __future__ import annotations
 
-from typing import Any
-
 from omegaconf import DictConfig
 
-from operators.filter_rows import filter_rows, parse_rules
+from operators.filter_rows import filter_rows
 from operators.image.decode_images import decode_images
 from operators.text.tokenize_texts import tokenize_texts
-from rayjobs.config.config_error import ConfigError
 from rayjobs.config.image_inputs import decode_options, image_columns
+from rayjobs.config.score_options import check_filters, scorer_options
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
@@ -29,13 +27,10 @@ from rayjobs.pipeline.write_results import write_results
 
 
 def run(cfg: DictConfig) -> RunResult:
-    options, outputs = scorer_options(cfg)  # checked before anything starts
+    options, outputs = scorer_options(cfg.score)  # checked before anything starts
     text_column = cfg.score.text_column
     kept = list(cfg.output.columns)
-    try:
-        parse_rules(cfg.filter, [*outputs, *kept])
-    except ValueError as error:
-        raise ConfigError("filter", str(error)) from None
+    check_filters(cfg.filter, [*outputs, *kept])
     read_columns, checked = image_columns(cfg)
     if text_column:
         read_columns += [text_column] if text_column not in read_columns else []
@@ -54,25 +49,6 @@ def run(cfg: DictConfig) -> RunResult:
         scored = scored.map_batches(filter_rows, fn_kwargs={"rules": list(cfg.filter)}, **job.task_args())
     manifest = scored.map_batches(write_results, **job.write_args(list(outputs), error_columns=list(outputs)))
     return job.finish(manifest)
-
-
-def scorer_options(cfg: DictConfig) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """(ImageScorer keyword arguments, the columns it makes) from score.*; ConfigError if empty."""
-    score = cfg.score
-    labels = list(score.labels or [])
-    if not all(isinstance(label, str) and label for label in labels):
-        raise ConfigError("score.labels", f"must be a list of non-empty strings, got {labels!r}")
-    if score.text and score.text_column:
-        raise ConfigError("score.text", "set score.text or score.text_column, not both")
-    if not (score.text or score.text_column or labels):
-        raise ConfigError(
-            "score", "nothing to score against: set score.text, score.text_column or score.labels"
-        )
-    options = {"text": score.text, "row_text": bool(score.text_column), "labels": labels}
-    outputs = (("clip_score", "clip_cosine") if score.text or score.text_column else ()) + (
-        ("label_probs", "top_label") if labels else ()
-    )
-    return options, outputs
 
 
 def main() -> None:

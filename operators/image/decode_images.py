@@ -122,6 +122,22 @@ def decode_images(
     return table.drop_columns(stale).append_column("pixel_values", tensor_to_arrow(pixels))
 
 
+def pixels_from_rgb(table: pa.Table, *, model_path: str, revision: str | None = None) -> pa.Table:
+    """Adds `pixel_values` for an image model after an image-making one: the raw `image_rgb` /
+    `image_shape` (kept, for encoding later) resized and cropped by the model's processor."""
+    processor = load_image_processor(model_path, revision)
+    table = add_error_columns(table)
+    images: list[Image.Image | None] = [None] * table.num_rows
+    if "image_rgb" in table.column_names:  # absent when every row of the block failed before
+        raws, shapes = table["image_rgb"].to_pylist(), table["image_shape"].to_pylist()
+        for i in np.flatnonzero(good_rows(table)):
+            images[i] = Image.frombytes("RGB", (shapes[i][1], shapes[i][0]), raws[i])
+    pixels, failures = _process(processor, images)
+    table = mark_errors(table, failures, STAGE)
+    table = table.drop_columns([c for c in ("pixel_values",) if c in table.column_names])
+    return table.append_column("pixel_values", tensor_to_arrow(pixels))
+
+
 def open_rows(
     table: pa.Table, image_column: str, max_pixels: int, draft: tuple[int, int] | None
 ) -> tuple[list[Image.Image | None], list[str | None]]:

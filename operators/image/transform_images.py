@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageColor, ImageOps
 
 from operators.fan_out import fan_out
-from operators.file_outputs import FILE_BYTES, FILE_EXT
+from operators.file_outputs import FILE_BYTES, FILE_EXT, side_file_columns
 from operators.image.decode_images import image_bytes, to_rgb
-from operators.row_errors import add_error_columns, describe, good_rows, mark_errors
+from operators.row_errors import add_error_columns, describe, errored_rows, good_rows, mark_errors
 
 STAGE = "transform"
 MODES = ("thumbnail", "fit", "fill", "crop")
 FORMATS = {"jpeg": "jpg", "png": "png", "webp": "webp"}  # format -> file extension
 ALPHA_FORMATS = ("png", "webp")
+WHITE = (255, 255, 255)
 Image.MAX_IMAGE_PIXELS = None  # our own limit names the config key instead
 
 
@@ -177,19 +180,41 @@ def _center_crop(image: Image.Image, width: int, height: int) -> Image.Image:
     return image.crop((left, top, left + width, top + height))
 
 
-def encode_images(table: pa.Table, *, format: str, quality: int) -> pa.Table:
+def encode_images(
+    table: pa.Table,
+    *,
+    format: str,
+    quality: int,
+    thumbnails: Sequence[int | str] = (),
+    thumbnail_format: str = "jpeg",
+    thumbnail_quality: int = 85,
+) -> pa.Table:
     """CPU stage after an image-making model: raw `image_rgb` / `image_shape` -> a file in
-    `format` (FILE_BYTES, FILE_EXT), for the writer's files/."""
+    `format` (FILE_BYTES, FILE_EXT) for the writer's files/, of kept rows; with `thumbnails`
+    (sizes), side files `thumbnail_<size>` of kept and filtered rows."""
     table = add_error_columns(table)
-    good = good_rows(table)
+    good, scored = good_rows(table), ~errored_rows(table)  # filtered rows get thumbnails only
+    boxes = [Size.parse(size) for size in thumbnails]
     blobs: list[bytes | None] = [None] * table.num_rows
+    thumbs: list[list[bytes | None]] = [[None] * table.num_rows for _ in boxes]
     if "image_rgb" in table.column_names:  # absent when every row of the block failed before
         raws, shapes = table["image_rgb"].to_pylist(), table["image_shape"].to_pylist()
-        for i in range(table.num_rows):
+        for i in np.flatnonzero(scored):
+            pixels = Image.frombytes("RGB", (shapes[i][1], shapes[i][0]), raws[i])
             if good[i]:
-                pixels = Image.frombytes("RGB", (shapes[i][1], shapes[i][0]), raws[i])
-                blobs[i] = encode(pixels, format, quality, (255, 255, 255), keep_metadata=False)[0]
-    ext = FORMATS[format]
+                blobs[i] = encode(pixels, format, quality, WHITE, keep_metadata=False)[0]
+            for made, box in zip(thumbs, boxes, strict=True):
+                small = resize(pixels, box, "thumbnail")
+                made[i] = encode(small, thumbnail_format, thumbnail_quality, WHITE, keep_metadata=False)[0]
     table = table.drop_columns([c for c in ("image_rgb", "image_shape") if c in table.column_names])
-    table = table.append_column(FILE_BYTES, pa.array(blobs, pa.binary()))
-    return table.append_column(FILE_EXT, pa.array([ext if blob else None for blob in blobs], pa.string()))
+    table = _with_file(table, (FILE_BYTES, FILE_EXT), blobs, FORMATS[format])
+    for made, box in zip(thumbs, boxes, strict=True):
+        table = _with_file(
+            table, side_file_columns(f"thumbnail_{box.label}"), made, FORMATS[thumbnail_format]
+        )
+    return table
+
+
+def _with_file(table: pa.Table, columns: tuple[str, str], blobs: list[bytes | None], ext: str) -> pa.Table:
+    table = table.append_column(columns[0], pa.array(blobs, pa.binary()))
+    return table.append_column(columns[1], pa.array([ext if blob else None for blob in blobs], pa.string()))

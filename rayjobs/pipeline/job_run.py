@@ -28,7 +28,7 @@ from rayjobs.config.config_error import ConfigError
 from rayjobs.config.run_spec import RunSpec, parse_run
 from rayjobs.io.read_input import plan_input, read_input
 from rayjobs.io.shards import InputPlan, Shard
-from rayjobs.io.storage import filesystem
+from rayjobs.io.storage import filesystem, join
 from rayjobs.pipeline import run_record
 from rayjobs.pipeline.fingerprint import fingerprint_parts
 from rayjobs.pipeline.output_folder import claim_output, outcome_rows, remove_shard_files
@@ -43,6 +43,7 @@ from rayjobs.pipeline.runtime import (
     start_ray,
 )
 from rayjobs.pipeline.write_results import DATA_DIR, ERRORS_DIR, FILTERED_DIR
+from rayjobs.report.contact_sheet import REPORT, ContactSheet, write_report
 
 log = logging.getLogger("rayjobs")
 
@@ -162,8 +163,9 @@ class JobRun:
             "num_cpus": 0.25,
         }
 
-    def finish(self, manifest) -> RunResult:
-        """Consume the write manifest: progress lines, the journal, the record, _SUCCESS last."""
+    def finish(self, manifest, report: ContactSheet | None = None) -> RunResult:
+        """Consume the write manifest: progress lines, the journal, the record, `report`
+        (report.html, of every run's rows), _SUCCESS last."""
         settled: dict[int, Fraction] = {}  # input rows with an outcome, per shard
         sizes = {shard.index: shard.rows for shard in self.todo}
         finished: list[int] = []  # done in this run, not yet journalled
@@ -212,7 +214,7 @@ class JobRun:
             ERRORS_DIR: outputs["errors"],
             FILTERED_DIR: outputs["filtered"],
         }
-        return self._record(this_run, stage_summaries(manifest), timing)
+        return self._record(this_run, stage_summaries(manifest), timing, report)
 
     def _journal(self, finished: list[int]) -> None:
         """Mark shards done, after removing any file of theirs that another run wrote."""
@@ -239,7 +241,13 @@ class JobRun:
             _duration(left),
         )
 
-    def _record(self, this_run: dict[str, int], stages: list[dict[str, str]], timing: dict) -> RunResult:
+    def _record(
+        self,
+        this_run: dict[str, int],
+        stages: list[dict[str, str]],
+        timing: dict,
+        report: ContactSheet | None,
+    ) -> RunResult:
         """Totals over this run and the shards earlier runs finished; the record; _SUCCESS."""
         seconds = time.monotonic() - self.started
         resumed = {shard.index for shard in self.plan.shards} - {shard.index for shard in self.todo}
@@ -263,6 +271,15 @@ class JobRun:
             "cluster": asdict(self.cluster),
             "stages": stages,
         }
+        if report is not None:
+            shown = write_report(self.fs, self.root, report, f"{self.spec.job.name}: {self.spec.output.path}")
+            log.info(
+                "%s: report: %s (%d of %d rows)",
+                self.spec.job.name,
+                join(self.root, REPORT),
+                shown["shown"],
+                shown["rows"],
+            )
         self._write_record("done" if ok else "failed: error budget exceeded", stats)
         if ok:
             run_record.write_success(self.fs, self.root)

@@ -5,6 +5,7 @@ data/      written rows: id, the results, output.columns (fan-out: parent_id, in
 errors/    errored rows: id, stage, reason
 filtered/  filtered rows: id, stage, reason (the rule with the value)
 files/     file outputs, named from the row id (operators.file_outputs)
+<name>/    side files (thumbnail_256/ ...) of kept and filtered rows; their paths in column <name>
 
 Parquet names come from the shard, the batch's first (row, child) and the run's id, so a
 retried task overwrites its own file instead of adding a duplicate, and files of an earlier
@@ -23,7 +24,7 @@ import pyarrow as pa
 
 from operators.arrow_tensors import arrow_to_tensor, tensor_to_arrow
 from operators.fan_out import INDEX, PARENT_ID, parts_of, sub_of
-from operators.file_outputs import FILE_BYTES, FILE_EXT, file_name
+from operators.file_outputs import FILE_BYTES, FILE_EXT, file_name, side_file_columns, side_file_names
 from operators.row_errors import ERROR, ERROR_STAGE, FILTER_STAGE, FILTERED, errored_rows, good_rows
 from rayjobs.io.shards import ROW, SHARD
 from rayjobs.io.storage import filesystem, join, write_bytes, write_parquet
@@ -71,6 +72,8 @@ def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
     filtered = ~good & ~errored
     if FILE_BYTES in table.column_names:
         table = _write_files(fs, root, table, good)
+    for name in side_file_names(table.column_names):
+        table = _write_side_files(fs, root, table, name, ~errored)
     shards = table[SHARD].to_numpy()
     parts = parts_of(table)
     rows, subs = table[ROW].to_numpy(), sub_of(table)
@@ -108,12 +111,31 @@ def _write_files(fs, root: str, table: pa.Table, good: np.ndarray) -> pa.Table:
     for i in np.flatnonzero(good):
         paths[i] = file_name(ids[i], exts[i])
         jobs.append((join(root, paths[i]), blobs[i]))
-    with ThreadPoolExecutor(8) as pool:  # object-store PUTs are latency-bound
-        list(pool.map(lambda job: write_bytes(fs, *job), jobs))
+    _store(fs, jobs)
     sizes = [len(blob) if path else None for path, blob in zip(paths, blobs, strict=True)]
     table = table.drop_columns([FILE_BYTES, FILE_EXT])
     table = table.append_column("path", pa.array(paths, pa.string()))
     return table.append_column("bytes", pa.array(sizes, pa.int64()))
+
+
+def _write_side_files(fs, root: str, table: pa.Table, name: str, rows: np.ndarray) -> pa.Table:
+    """Store side file `name` of `rows` under <name>/; the rows carry its path in column `name`."""
+    blob_column, ext_column = side_file_columns(name)
+    blobs, exts, ids = table[blob_column].to_pylist(), table[ext_column].to_pylist(), table["id"].to_pylist()
+    paths: list[str | None] = [None] * table.num_rows
+    jobs = []
+    for i in np.flatnonzero(rows):
+        if blobs[i] is not None:
+            paths[i] = file_name(ids[i], exts[i], folder=name)
+            jobs.append((join(root, paths[i]), blobs[i]))
+    _store(fs, jobs)
+    table = table.drop_columns([blob_column, ext_column])
+    return table.append_column(name, pa.array(paths, pa.string()))
+
+
+def _store(fs, files: list[tuple[str, bytes]]) -> None:
+    with ThreadPoolExecutor(8) as pool:  # object-store PUTs are latency-bound
+        list(pool.map(lambda file: write_bytes(fs, *file), files))
 
 
 def _batch_sizes(table: pa.Table) -> dict[str, int]:

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,11 +23,11 @@ import pytest
 from PIL import Image
 
 import rayjobs
+from tests.browser import ARTIFACTS, launch
 from tests.integration.inputs import write_images
 from tests.tiny_models import WORDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-ARTIFACTS = Path(os.environ.get("RAYJOBS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
 POSITIONS = 77  # the text tower's positions, as in openai/clip-vit-base-patch32
 LONG_WORDS = " ".join(["a", "red", "square", "on", "white"] * 20)  # 100 words, 242 tokens
 EMOJI = "\U0001f600" * 50  # 4 bytes each in byte-level BPE: 202 tokens
@@ -436,29 +435,13 @@ def test_fuzz_the_service_never_answers_5xx(service):
     assert status == 200 and len(json.loads(body)["results"]) == 2
 
 
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("Chromium is not installed: `make test` installs Debian's chromium package")
-    return found
-
-
 def test_search_page_in_headless_chromium(service):
     from playwright.sync_api import sync_playwright
 
     url, _ = service
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    flags = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), headless=True, args=flags)
+        browser = launch(playwright)
         try:
             page = browser.new_page()
             page.goto(url, timeout=60_000)

@@ -1,0 +1,1 @@
+"""report.html: what an image job made, to look at."""
