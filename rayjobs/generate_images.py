@@ -28,10 +28,11 @@ from operators.filter_rows import filter_rows
 from operators.image.decode_images import pixels_from_rgb
 from operators.image.image_generator import ImageGenerator
 from operators.image.image_prompts import PARAMETERS, combinations, expand_prompts
-from operators.image.transform_images import FORMATS, Size, encode_images
+from operators.image.transform_images import encode_images
 from operators.text.prompt_template import template_columns
 from operators.text.tokenize_texts import tokenize_texts
 from rayjobs.config.config_error import ConfigError
+from rayjobs.config.image_outputs import image_format, image_quality, thumbnail_columns, thumbnail_options
 from rayjobs.config.score_options import check_filters, scorer_options, wants_scores
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
@@ -74,7 +75,7 @@ def run(cfg: DictConfig) -> RunResult:
             filter_rows, fn_kwargs={"rules": list(cfg.filter)}, **job.task_args("encode")
         )
     files = images.map_batches(encode_images, fn_kwargs=encoding, **job.task_args("encode"))
-    thumbnails = [f"thumbnail_{Size.parse(size).label}" for size in encoding["thumbnails"]]
+    thumbnails = thumbnail_columns(encoding["thumbnails"])
     kept = [*RESULTS, *scores, *thumbnails]
     manifest = files.map_batches(write_results, **job.write_args(kept, error_columns=kept))
     return job.finish(manifest, report=ContactSheet(image=[*thumbnails, "path"], text=["prompt"]))
@@ -154,32 +155,11 @@ def _check_parameter(key: str, name: str, value: Any) -> None:
 
 def encode_options(cfg: DictConfig) -> dict[str, Any]:
     """fn_kwargs of encode_images: output.image_format / quality, and thumbnails.*."""
-    thumbs = cfg.get("thumbnails") or {}
-    sizes = list(thumbs.get("sizes") or [])
-    for size in sizes:
-        try:
-            Size.parse(size)
-        except ValueError as error:
-            raise ConfigError("thumbnails.sizes", str(error)) from None
     return {
-        "format": _format("output.image_format", cfg.output.get("image_format", "png")),
-        "quality": _quality("output.quality", cfg.output.get("quality", 95)),
-        "thumbnails": sizes,
-        "thumbnail_format": _format("thumbnails.format", thumbs.get("format", "jpeg")),
-        "thumbnail_quality": _quality("thumbnails.quality", thumbs.get("quality", 85)),
+        "format": image_format("output.image_format", cfg.output.get("image_format", "png")),
+        "quality": image_quality("output.quality", cfg.output.get("quality", 95)),
+        **thumbnail_options(cfg),
     }
-
-
-def _format(key: str, value: Any) -> str:
-    if value not in FORMATS:
-        raise ConfigError(key, f"must be one of {', '.join(FORMATS)}, got {value!r}")
-    return str(value)
-
-
-def _quality(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
-        raise ConfigError(key, f"must be an integer from 1 to 100, got {value!r}")
-    return int(value)
 
 
 def main() -> None:

@@ -17,17 +17,21 @@ from omegaconf import DictConfig
 
 from operators.filter_rows import filter_rows
 from operators.image.decode_images import decode_images
+from operators.image.transform_images import make_thumbnails
 from operators.text.tokenize_texts import tokenize_texts
 from rayjobs.config.image_inputs import decode_options, image_columns
+from rayjobs.config.image_outputs import thumbnail_columns, thumbnail_options
 from rayjobs.config.score_options import check_filters, scorer_options
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
 from rayjobs.pipeline.write_results import write_results
+from rayjobs.report.contact_sheet import ContactSheet
 
 
 def run(cfg: DictConfig) -> RunResult:
     options, outputs = scorer_options(cfg.score)  # checked before anything starts
+    thumbs = thumbnail_options(cfg)
     text_column = cfg.score.text_column
     kept = list(cfg.output.columns)
     check_filters(cfg.filter, [*outputs, *kept])
@@ -40,6 +44,9 @@ def run(cfg: DictConfig) -> RunResult:
         return job.result
 
     rows = job.read(columns=read_columns)
+    if thumbs["thumbnails"]:  # from the input bytes, before decoding drops them
+        image = {"image_column": cfg.input.image_column or "image", "max_pixels": cfg.preprocess.max_pixels}
+        rows = rows.map_batches(make_thumbnails, fn_kwargs={**image, **thumbs}, **job.task_args())
     pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
     if text_column:  # the row's own text to score against (e.g. the prompt it was made from)
         tokens = {"model_path": cfg.model.path, "text_column": text_column, "keep_text": text_column in kept}
@@ -47,8 +54,10 @@ def run(cfg: DictConfig) -> RunResult:
     scored = job.feed(pixels).map_batches(ModelStage, **job.model_args(options=options))
     if cfg.filter:
         scored = scored.map_batches(filter_rows, fn_kwargs={"rules": list(cfg.filter)}, **job.task_args())
-    manifest = scored.map_batches(write_results, **job.write_args(list(outputs), error_columns=list(outputs)))
-    return job.finish(manifest)
+    kept_columns = [*outputs, *thumbnail_columns(thumbs["thumbnails"])]
+    manifest = scored.map_batches(write_results, **job.write_args(kept_columns, error_columns=kept_columns))
+    text = [text_column] if text_column in kept else []
+    return job.finish(manifest, report=ContactSheet(image=thumbnail_columns(thumbs["thumbnails"]), text=text))
 
 
 def main() -> None:

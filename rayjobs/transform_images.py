@@ -18,12 +18,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from operators.image.transform_images import FORMATS, MODES, Size, parse_background, transform_images
+from operators.image.transform_images import MODES, Size, parse_background, transform_images
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.image_inputs import image_columns
+from rayjobs.config.image_outputs import image_format, image_quality
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.write_results import write_results
+from rayjobs.report.contact_sheet import ContactSheet
 
 RESULTS = ["path", "bytes", "width", "height", "format", "size"]
 
@@ -38,7 +40,7 @@ def run(cfg: DictConfig) -> RunResult:
     rows = job.read(columns=read_columns)
     images = rows.map_batches(transform_images, fn_kwargs=options, **job.task_args("transform"))
     manifest = images.map_batches(write_results, **job.write_args(RESULTS))
-    return job.finish(manifest)
+    return job.finish(manifest, report=ContactSheet(image=["path"]))
 
 
 def transform_options(cfg: DictConfig) -> dict[str, Any]:
@@ -51,11 +53,8 @@ def transform_options(cfg: DictConfig) -> dict[str, Any]:
         _check("transform.sizes", lambda size=size: Size.parse(size))
     if node.mode not in MODES:
         raise ConfigError("transform.mode", f"must be one of {', '.join(MODES)}, got {node.mode!r}")
-    if node.format not in FORMATS:
-        raise ConfigError("transform.format", f"must be one of {', '.join(FORMATS)}, got {node.format!r}")
-    quality = node.quality
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise ConfigError("transform.quality", f"must be an integer from 1 to 100, got {quality!r}")
+    image_format("transform.format", node.format)
+    quality = image_quality("transform.quality", node.quality)
     _check("transform.background", lambda: parse_background(node.background))
     return {
         "image_column": cfg.input.image_column or "image",

@@ -203,15 +203,52 @@ def encode_images(
             pixels = Image.frombytes("RGB", (shapes[i][1], shapes[i][0]), raws[i])
             if good[i]:
                 blobs[i] = encode(pixels, format, quality, WHITE, keep_metadata=False)[0]
-            for made, box in zip(thumbs, boxes, strict=True):
-                small = resize(pixels, box, "thumbnail")
-                made[i] = encode(small, thumbnail_format, thumbnail_quality, WHITE, keep_metadata=False)[0]
+            for made, blob in zip(
+                thumbs, _thumbnails(pixels, boxes, thumbnail_format, thumbnail_quality), strict=True
+            ):
+                made[i] = blob
     table = table.drop_columns([c for c in ("image_rgb", "image_shape") if c in table.column_names])
     table = _with_file(table, (FILE_BYTES, FILE_EXT), blobs, FORMATS[format])
+    return _with_thumbnails(table, boxes, thumbs, thumbnail_format)
+
+
+def make_thumbnails(
+    table: pa.Table,
+    *,
+    image_column: str,
+    thumbnails: Sequence[int | str],
+    thumbnail_format: str = "jpeg",
+    thumbnail_quality: int = 85,
+    max_pixels: int = 178_956_970,
+) -> pa.Table:
+    """CPU stage ahead of an image model: side files `thumbnail_<size>` of each input image
+    (`image_column` stays for the decode stage after it, which reports any image it cannot read)."""
+    boxes = [Size.parse(size) for size in thumbnails]
+    table = add_error_columns(table)
+    thumbs: list[list[bytes | None]] = [[None] * table.num_rows for _ in boxes]
+    for i, (value, ok) in enumerate(zip(table[image_column].to_pylist(), good_rows(table), strict=True)):
+        if not ok:
+            continue
+        try:
+            image = open_upright(image_bytes(value), max_pixels, boxes, "thumbnail")
+            made_here = _thumbnails(image, boxes, thumbnail_format, thumbnail_quality)
+        except Exception:  # the decode stage after this one names the row's error
+            continue
+        for made, blob in zip(thumbs, made_here, strict=True):
+            made[i] = blob
+    return _with_thumbnails(table, boxes, thumbs, thumbnail_format)
+
+
+def _thumbnails(image: Image.Image, boxes: list[Size], format: str, quality: int) -> list[bytes]:
+    return [
+        encode(resize(image, box, "thumbnail"), format, quality, WHITE, keep_metadata=False)[0]
+        for box in boxes
+    ]
+
+
+def _with_thumbnails(table: pa.Table, boxes: list[Size], thumbs: list[list], format: str) -> pa.Table:
     for made, box in zip(thumbs, boxes, strict=True):
-        table = _with_file(
-            table, side_file_columns(f"thumbnail_{box.label}"), made, FORMATS[thumbnail_format]
-        )
+        table = _with_file(table, side_file_columns(f"thumbnail_{box.label}"), made, FORMATS[format])
     return table
 
 

@@ -3,11 +3,13 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 import rayjobs
 from rayjobs.config.config_error import ConfigError
 from tests.integration.inputs import jpeg
 from tests.operators.image.test_image_scorer import LABELS, direct
+from tests.report.test_contact_sheet import report_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -79,6 +81,17 @@ def test_rows_scored_against_their_prompts_are_kept_or_filtered_by_the_rule(loca
         )
         assert row["clip_cosine"] == pytest.approx(cosine[key], abs=1e-4)  # the scores stay with the row
     assert {k: e["stage"] for k, e in errors.items()} == {"broken": "decode", "no_prompt": "tokenize"}
+    for key, row in {**data, **filtered}.items():  # thumbnails of kept and filtered images
+        assert row["thumbnail_128"] == f"thumbnail_128/{key}.jpg"
+        assert Image.open(tmp_path / "out" / row["thumbnail_128"]).size == (48, 40)  # never enlarged
+    assert len(list((tmp_path / "out" / "thumbnail_128").iterdir())) == len(good)
+    report = {r["id"]: r for r in report_rows(tmp_path / "out" / "report.html")}
+    assert {k: r["outcome"] for k, r in report.items()} == {
+        **dict.fromkeys(data, "kept"),
+        **dict.fromkeys(filtered, "filtered"),
+        **dict.fromkeys(errors, "errored"),
+    }
+    assert report["k3"]["prompt"] == rows["k3"][1] and report["broken"]["reason"]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from rayjobs.io.shards import ROW, SHARD
 from rayjobs.pipeline.write_results import write_results
 from tests.integration.conftest import storage_overrides
 from tests.integration.inputs import jpeg, write_image_table, write_images
+from tests.report.test_contact_sheet import report_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -87,6 +88,8 @@ def test_several_sizes_fan_out_from_a_parquet_column_of_bytes(local_ray, tmp_pat
         image = Image.open(out / row["path"])
         assert image.format == "WEBP" and image.size == ((16, 16) if row["index"] == 0 else (24, 12))
         assert row["caption"].startswith("caption ")
+    report = report_rows(out / "report.html")  # a card per output file, linking to it
+    assert sorted((r["id"], r["path"]) for r in report) == sorted((r["id"], r["path"]) for r in rows)
     with pytest.raises(rayjobs.ConfigError) as caught:  # a result-deciding key changed: refused
         run_job(*common, f"output.path={out}", "transform.quality=80")
     assert caught.value.key == "transform.quality" and "70" in str(caught.value)

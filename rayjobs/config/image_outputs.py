@@ -1,0 +1,43 @@
+"""What the image-making jobs share: output formats, qualities and thumbnails, checked before Ray."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from operators.image.transform_images import FORMATS, Size
+from rayjobs.config.config_error import ConfigError
+
+
+def image_format(key: str, value: Any) -> str:
+    if value not in FORMATS:
+        raise ConfigError(key, f"must be one of {', '.join(FORMATS)}, got {value!r}")
+    return str(value)
+
+
+def image_quality(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise ConfigError(key, f"must be an integer from 1 to 100, got {value!r}")
+    return int(value)
+
+
+def thumbnail_options(cfg: DictConfig) -> dict[str, Any]:
+    """thumbnails.* as keyword arguments (thumbnails, thumbnail_format, thumbnail_quality)."""
+    node = cfg.get("thumbnails") or {}
+    sizes = list(node.get("sizes") or [])
+    for size in sizes:
+        try:
+            Size.parse(size)
+        except ValueError as error:
+            raise ConfigError("thumbnails.sizes", str(error)) from None
+    return {
+        "thumbnails": sizes,
+        "thumbnail_format": image_format("thumbnails.format", node.get("format", "jpeg")),
+        "thumbnail_quality": image_quality("thumbnails.quality", node.get("quality", 85)),
+    }
+
+
+def thumbnail_columns(sizes: list[int | str]) -> list[str]:
+    """The data/ columns (and folders) of the thumbnails: thumbnail_256, thumbnail_640x480."""
+    return [f"thumbnail_{Size.parse(size).label}" for size in sizes]
