@@ -13,7 +13,7 @@ models, and the tests import their tiny ones from here.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +180,31 @@ def clip(
     ).save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
+    return folder
+
+
+def vit_classifier(
+    folder: Path,
+    labels: Sequence[str] = ("safe", "nsfw"),
+    vision: Mapping[str, Any] = TOY_VISION,
+    side: int = 24,
+) -> Path:
+    """A ViT image classifier (plain resize to `side`, ImageNet mean/std) with `labels`."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        **{**dict(vision), "image_size": side},
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    ViTForImageClassification(config).eval().save_pretrained(folder)
+    ViTImageProcessor(
+        size={"height": side, "width": side},
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(folder)
     return folder
 
 

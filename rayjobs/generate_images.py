@@ -33,7 +33,7 @@ from operators.text.prompt_template import template_columns
 from operators.text.tokenize_texts import tokenize_texts
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.image_outputs import image_format, image_quality, thumbnail_columns, thumbnail_options
-from rayjobs.config.score_options import check_filters, scorer_options, wants_scores
+from rayjobs.config.score_options import check_filters, scorer_io, scorer_options, wants_scores
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
@@ -50,7 +50,7 @@ def run(cfg: DictConfig) -> RunResult:
     checked = input_columns(cfg.prompt)
     models = {"model": (ImageGenerator.inputs, ("image_rgb", "image_shape"))}
     if scoring:
-        models["scorer"] = (("pixel_values",), scores)
+        models["scorer"] = scorer_io(scores)
     per_prompt = len(combinations(options["variations"], options["grid"])) * options["n"]
     job = start_job(
         cfg, models=models, tasks=("preprocess", "encode"), columns=checked, rows_per_input=per_prompt
@@ -64,6 +64,10 @@ def run(cfg: DictConfig) -> RunResult:
     if scoring:  # the scorer's pixels and each row's text, then its own actor pool
         scorer = {"model_path": cfg.scorer.path, "revision": cfg.scorer.get("revision")}
         images = images.map_batches(pixels_from_rgb, fn_kwargs=scorer, **job.task_args("encode"))
+        if cfg.score.classifier:
+            classifier = {"model_path": cfg.score.classifier, "revision": cfg.score.classifier_revision}
+            own = {**classifier, "output_column": "classifier_pixels"}
+            images = images.map_batches(pixels_from_rgb, fn_kwargs=own, **job.task_args("encode"))
         if cfg.score.text_column:
             tokens = {**scorer, "text_column": cfg.score.text_column, "keep_text": True}
             images = images.map_batches(tokenize_texts, fn_kwargs=tokens, **job.task_args("encode"))
@@ -84,14 +88,15 @@ def run(cfg: DictConfig) -> RunResult:
 def score_stage(cfg: DictConfig) -> tuple[dict[str, Any], tuple[str, ...]]:
     """(ImageScorer keyword arguments, its columns), empty when score.* asks for nothing; the
     filter rules checked against every column the rows will have."""
-    scoring, scores = scorer_options(cfg.score) if wants_scores(cfg.score) else ({}, ())
+    taken = [*RESULTS, *cfg.output.columns]
+    scoring, scores = scorer_options(cfg.score, taken) if wants_scores(cfg.score) else ({}, ())
     texts = ["prompt", "negative_prompt", "variation", *cfg.output.columns]
     if cfg.score.text_column and cfg.score.text_column not in texts:
         raise ConfigError(
             "score.text_column",
             f"must be a text the rows carry ({', '.join(texts)}), got {cfg.score.text_column!r}",
         )
-    check_filters(cfg.filter, [*RESULTS, *scores, *cfg.output.columns])
+    check_filters(cfg.filter, [*taken, *scores])
     return scoring, scores
 
 

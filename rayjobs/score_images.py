@@ -21,7 +21,7 @@ from operators.image.transform_images import make_thumbnails
 from operators.text.tokenize_texts import tokenize_texts
 from rayjobs.config.image_inputs import decode_options, image_columns
 from rayjobs.config.image_outputs import thumbnail_columns, thumbnail_options
-from rayjobs.config.score_options import check_filters, scorer_options
+from rayjobs.config.score_options import check_filters, scorer_io, scorer_options
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
@@ -30,7 +30,7 @@ from rayjobs.report.contact_sheet import ContactSheet
 
 
 def run(cfg: DictConfig) -> RunResult:
-    options, outputs = scorer_options(cfg.score)  # checked before anything starts
+    options, outputs = scorer_options(cfg.score, taken=["id", *cfg.output.columns])  # checked before Ray
     thumbs = thumbnail_options(cfg)
     text_column = cfg.score.text_column
     kept = list(cfg.output.columns)
@@ -39,7 +39,7 @@ def run(cfg: DictConfig) -> RunResult:
     if text_column:
         read_columns += [text_column] if text_column not in read_columns else []
         checked += [("score.text_column", text_column)]
-    job = start_job(cfg, models={"model": (("pixel_values",), outputs)}, columns=checked)
+    job = start_job(cfg, models={"model": scorer_io(outputs)}, columns=checked)
     if job.result:  # this exact job already finished in output.path
         return job.result
 
@@ -47,6 +47,10 @@ def run(cfg: DictConfig) -> RunResult:
     if thumbs["thumbnails"]:  # from the input bytes, before decoding drops them
         image = {"image_column": cfg.input.image_column or "image", "max_pixels": cfg.preprocess.max_pixels}
         rows = rows.map_batches(make_thumbnails, fn_kwargs={**image, **thumbs}, **job.task_args())
+    if cfg.score.classifier:  # its own pixels, from its own processor
+        classifier = {"model_path": cfg.score.classifier, "revision": cfg.score.classifier_revision}
+        own = {**decode_options(cfg), **classifier, "keep_image": True, "output_column": "classifier_pixels"}
+        rows = rows.map_batches(decode_images, fn_kwargs=own, **job.task_args())
     pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
     if text_column:  # the row's own text to score against (e.g. the prompt it was made from)
         tokens = {"model_path": cfg.model.path, "text_column": text_column, "keep_text": text_column in kept}

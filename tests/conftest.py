@@ -40,6 +40,11 @@ def tiny_clip(models_dir) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_vit_classifier(models_dir) -> str:
+    return str(tiny_models.tiny_vit_classifier(models_dir / "vit_classifier"))
+
+
+@pytest.fixture(scope="session")
 def tiny_stable_diffusion(models_dir) -> str:
     return str(tiny_models.tiny_stable_diffusion(models_dir / "stable_diffusion"))
 

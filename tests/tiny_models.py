@@ -31,6 +31,11 @@ def tiny_siglip(folder: Path) -> Path:
     return build.siglip(folder, word_piece_tokenizer(folder))
 
 
+def tiny_vit_classifier(folder: Path) -> Path:
+    """A ViT image classifier with 24x24 inputs and two labels: safe, nsfw."""
+    return build.vit_classifier(folder)
+
+
 def tiny_gpt2(folder: Path) -> Path:
     """A 2-layer GPT-2 causal LM with a byte-level tokenizer and a chat template."""
     return build.gpt2(folder, byte_level_tokenizer(folder))

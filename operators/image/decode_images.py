@@ -109,8 +109,9 @@ def decode_images(
     max_pixels: int = 178_956_970,
     keep_image: bool = False,
     jpeg_draft: bool = False,  # opt-in: faster, but pixels differ from the checkpoint processor's
+    output_column: str = "pixel_values",
 ) -> pa.Table:
-    """Adds `pixel_values` (uint8, N x 3 x H x W); undecodable images become errors."""
+    """Adds `output_column` (uint8 pixels, N x 3 x H x W); undecodable images become errors."""
     processor = load_image_processor(model_path, revision)
     draft = _output_shape(processor)[1:] if jpeg_draft else None
     table = add_error_columns(table)
@@ -118,12 +119,14 @@ def decode_images(
     pixels, failures = _process(processor, images)
     reasons = [reason or failure for reason, failure in zip(reasons, failures, strict=True)]
     table = mark_errors(table, reasons, STAGE)
-    stale = [c for c in ("pixel_values", *([] if keep_image else [image_column])) if c in table.column_names]
-    return table.drop_columns(stale).append_column("pixel_values", tensor_to_arrow(pixels))
+    stale = [c for c in (output_column, *([] if keep_image else [image_column])) if c in table.column_names]
+    return table.drop_columns(stale).append_column(output_column, tensor_to_arrow(pixels))
 
 
-def pixels_from_rgb(table: pa.Table, *, model_path: str, revision: str | None = None) -> pa.Table:
-    """Adds `pixel_values` for an image model after an image-making one: the raw `image_rgb` /
+def pixels_from_rgb(
+    table: pa.Table, *, model_path: str, revision: str | None = None, output_column: str = "pixel_values"
+) -> pa.Table:
+    """Adds `output_column` for an image model after an image-making one: the raw `image_rgb` /
     `image_shape` (kept, for encoding later) resized and cropped by the model's processor."""
     processor = load_image_processor(model_path, revision)
     table = add_error_columns(table)
@@ -134,8 +137,8 @@ def pixels_from_rgb(table: pa.Table, *, model_path: str, revision: str | None = 
             images[i] = Image.frombytes("RGB", (shapes[i][1], shapes[i][0]), raws[i])
     pixels, failures = _process(processor, images)
     table = mark_errors(table, failures, STAGE)
-    table = table.drop_columns([c for c in ("pixel_values",) if c in table.column_names])
-    return table.append_column("pixel_values", tensor_to_arrow(pixels))
+    table = table.drop_columns([c for c in (output_column,) if c in table.column_names])
+    return table.append_column(output_column, tensor_to_arrow(pixels))
 
 
 def open_rows(

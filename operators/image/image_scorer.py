@@ -1,4 +1,5 @@
-"""ImageScorer: CLIP score against a text, and zero-shot label probabilities, per image."""
+"""ImageScorer: CLIP score against a text, zero-shot label probabilities, an aesthetic score
+and an image classifier's label probabilities, per image."""
 
 from __future__ import annotations
 
@@ -25,11 +26,24 @@ class ImageScorer:
     - `labels`: zero-shot probabilities per label (`label_probs`, in the order given) and the
       most likely one (`top_label`): a softmax over the labels for CLIP, a sigmoid per label for
       SigLIP (what each was trained with).
+    - `aesthetic`: a weights file of linear layers over the unit CLIP image embedding, applied
+      in order without activations (both LAION aesthetic predictors: the single linear layer and
+      the 5-layer MLP, `.pth` or `.safetensors`) -> `aesthetic`.
+    - `classifier`: any AutoModelForImageClassification checkpoint (an NSFW or watermark
+      detector); it gets its own pixels (`classifier_pixels`, made by the CPU stage with its
+      processor) -> one probability column per label of its config (softmax, or a sigmoid per
+      label for multi-label checkpoints).
     """
 
     inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
-    optional_inputs: ClassVar[tuple[str, ...]] = ("input_ids",)
-    outputs: ClassVar[tuple[str, ...]] = ("clip_score", "clip_cosine", "label_probs", "top_label")
+    optional_inputs: ClassVar[tuple[str, ...]] = ("input_ids", "classifier_pixels")
+    outputs: ClassVar[tuple[str, ...]] = (
+        "clip_score",
+        "clip_cosine",
+        "label_probs",
+        "top_label",
+        "aesthetic",
+    )
     gpu_calls: ClassVar[int] = 2  # calls share no state: on a GPU two run at once (thread_stream)
 
     def __init__(
@@ -39,14 +53,17 @@ class ImageScorer:
         text: str | None = None,
         row_text: bool = False,
         labels: Sequence[str] = (),
+        aesthetic: str | None = None,
+        classifier: str | None = None,
+        classifier_revision: str | None = None,
         dtype: str = "auto",
         device: str = "auto",
         trust_remote_code: bool = False,
     ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        if not (text or row_text or labels):
-            raise ValueError("ImageScorer needs a text, row texts or labels to score against")
+        if not (text or row_text or labels or aesthetic or classifier):
+            raise ValueError("ImageScorer needs a text, row texts, labels, an aesthetic head or a classifier")
         loaded = load_pretrained(
             AutoModel,
             path,
@@ -62,9 +79,36 @@ class ImageScorer:
         self.labels = list(labels)
         self.text = self._embed_texts([text]) if text else None
         self.label_vectors = self._embed_texts(self.labels) if self.labels else None
+        if aesthetic:
+            config = self.model.config
+            dim = getattr(config, "projection_dim", None) or config.vision_config.hidden_size
+            self.head = aesthetic_head(aesthetic, self.device, dim)
+        else:
+            self.head = None
+        self.classifier, self.class_names = None, []
+        if classifier:
+            from transformers import AutoModelForImageClassification
+
+            found = load_pretrained(
+                AutoModelForImageClassification,
+                classifier,
+                revision=classifier_revision,
+                device=device,
+                dtype=dtype,
+            )
+            self.classifier = found.model
+            self.classifier_pixels = PixelNormalizer(found.folder, self.device, found.dtype)
+            config = found.model.config
+            self.class_names = [str(config.id2label[k]) for k in sorted(config.id2label, key=int)]
+            self.multi_label = found.model.config.problem_type == "multi_label_classification"
         # This instance's outputs: a CLIP score needs a text, probabilities need labels.
         scores = ("clip_score", "clip_cosine") if text or row_text else ()
-        self.outputs = (*scores, *(("label_probs", "top_label") if self.labels else ()))
+        self.outputs = (
+            *scores,
+            *(("label_probs", "top_label") if self.labels else ()),
+            *(("aesthetic",) if self.head is not None else ()),
+            *self.class_names,
+        )
 
     @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -87,6 +131,15 @@ class ImageScorer:
             result["top_label"] = np.array(
                 [self.labels[i] for i in probs.argmax(dim=-1).tolist()], dtype=object
             )
+        if self.head is not None:
+            result["aesthetic"] = self.head(images).cpu().numpy()
+        if self.classifier is not None:
+            logits = self.classifier(
+                pixel_values=self.classifier_pixels(batch["classifier_pixels"])
+            ).logits.float()
+            probs = torch.sigmoid(logits) if self.multi_label else logits.softmax(dim=-1)
+            for k, name in enumerate(self.class_names):
+                result[name] = probs[:, k].cpu().numpy()
         return result
 
     @inference_mode
@@ -118,3 +171,44 @@ def _unit(out) -> torch.Tensor:
 
     vectors = out if isinstance(out, torch.Tensor) else out.pooler_output
     return torch.nn.functional.normalize(vectors.float(), dim=-1)
+
+
+def aesthetic_head(path: str, device: torch.device, dim: int):
+    """The weights file's linear layers (in key order) as one function of unit image vectors."""
+    import fsspec
+    import torch
+
+    with fsspec.open(path, "rb") as handle:
+        data = handle.read()
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load as load_safetensors
+
+        state = load_safetensors(data)
+    else:
+        import io
+
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    layers = []
+    for key in sorted((k for k in state if k.endswith("weight") and state[k].dim() == 2), key=_layer_order):
+        bias = state.get(key[: -len("weight")] + "bias")
+        layers.append((state[key].float().to(device), None if bias is None else bias.float().to(device)))
+    if not layers:
+        raise ValueError(f"{path}: no linear layer weights in it")
+
+    if layers[0][0].shape[1] != dim:
+        raise ValueError(
+            f"aesthetic head {path} takes {layers[0][0].shape[1]}-d inputs; the scorer's are {dim}-d"
+        )
+
+    def score(vectors: torch.Tensor) -> torch.Tensor:
+        out = vectors.float()
+        for weight, bias in layers:
+            out = torch.nn.functional.linear(out, weight, bias)
+        return out[:, 0]
+
+    return score
+
+
+def _layer_order(key: str) -> tuple:
+    """'layers.10.weight' after 'layers.2.weight': numeric parts compare as numbers."""
+    return tuple(int(part) if part.isdigit() else -1 for part in key.split("."))

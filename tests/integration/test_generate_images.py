@@ -6,7 +6,9 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import rayjobs
 from operators.image.image_prompts import image_seed
@@ -121,7 +123,7 @@ def chain(clip: str, rule: str) -> list[str]:
 
 
 def test_the_chain_scores_filters_and_thumbnails_every_image_in_one_run(
-    local_ray, tmp_path, tiny_stable_diffusion, tiny_clip
+    local_ray, tmp_path, tiny_stable_diffusion, tiny_clip, tiny_vit_classifier
 ):
     write_prompts(tmp_path / "prompts.csv")
     made = {  # what the chain should make and score, computed directly
@@ -139,11 +141,22 @@ def test_the_chain_scores_filters_and_thumbnails_every_image_in_one_run(
     ranked = sorted(cosine.values())
     threshold = round((ranked[2] + ranked[3]) / 2, 6)  # between two scores: half kept, half filtered
     kept = {k for k, c in cosine.items() if c >= threshold}
+    classifier = AutoModelForImageClassification.from_pretrained(tiny_vit_classifier).eval()
+    with torch.inference_mode():
+        inputs = AutoImageProcessor.from_pretrained(tiny_vit_classifier)(
+            images=[Image.fromarray(made[k]) for k in sorted(made)], return_tensors="pt"
+        )
+        probs = classifier(**inputs).logits.softmax(dim=-1)[:, 1].tolist()
+    nsfw = dict(zip(sorted(made), probs, strict=True))
 
     cfg = rayjobs.compose(
         "generate_images",
         settings(
-            tmp_path, tiny_stable_diffusion, "model.n=2", *chain(tiny_clip, f"clip_cosine >= {threshold}")
+            tmp_path,
+            tiny_stable_diffusion,
+            "model.n=2",
+            *chain(tiny_clip, f"clip_cosine >= {threshold}"),
+            f"score.classifier={tiny_vit_classifier}",
         ),
     )
     result = rayjobs.run(cfg)
@@ -157,6 +170,7 @@ def test_the_chain_scores_filters_and_thumbnails_every_image_in_one_run(
         assert row["clip_cosine"] == pytest.approx(cosine[key], abs=1e-4)
         assert row["clip_score"] == pytest.approx(100 * max(cosine[key], 0), abs=1e-2)
         assert row["top_label"] in LABELS and row["prompt"] == prompts[key]
+        assert row["nsfw"] == pytest.approx(nsfw[key], abs=1e-5)
         assert row["thumbnail_8"] == f"thumbnail_8/{key}.jpg"
         assert Image.open(out / row["thumbnail_8"]).size == (8, 8)
     for key, row in data.items():  # kept: the full-size image, equal to the direct call

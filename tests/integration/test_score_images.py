@@ -1,14 +1,17 @@
 """score_images end to end on a real local Ray: scores against each row's prompt, labels, filters."""
 
+import io
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 
 import rayjobs
 from rayjobs.config.config_error import ConfigError
 from tests.integration.inputs import jpeg
-from tests.operators.image.test_image_scorer import LABELS, direct
+from tests.operators.image.test_image_scorer import LABELS, direct, laion_head
 from tests.report.test_contact_sheet import report_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -94,6 +97,43 @@ def test_rows_scored_against_their_prompts_are_kept_or_filtered_by_the_rule(loca
     assert report["k3"]["prompt"] == rows["k3"][1] and report["broken"]["reason"]
 
 
+def test_a_classifier_and_an_aesthetic_head_score_and_filter_each_image(
+    local_ray, tmp_path, tiny_clip, tiny_vit_classifier
+):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    rows = write_table(tmp_path / "in" / "images.parquet")
+    good = sorted(k for k in rows if rows[k][0] != b"not an image")
+    model = AutoModelForImageClassification.from_pretrained(tiny_vit_classifier).eval()
+    pil = [Image.open(io.BytesIO(rows[k][0])).convert("RGB") for k in good]
+    with torch.inference_mode():
+        inputs = AutoImageProcessor.from_pretrained(tiny_vit_classifier)(images=pil, return_tensors="pt")
+        nsfw = dict(zip(good, model(**inputs).logits.softmax(dim=-1)[:, 1].tolist(), strict=True))
+    ranked = sorted(nsfw.values())
+    threshold = round((ranked[6] + ranked[7]) / 2, 6)
+    head, aesthetic = laion_head(tmp_path, "mlp")
+    image, _, _ = direct(tiny_clip, [rows[k][0] for k in good], ["x"], padding=True)
+    with torch.inference_mode():
+        expected = dict(zip(good, aesthetic(image)[:, 0].tolist(), strict=True))
+
+    overrides = [
+        f"score.classifier={tiny_vit_classifier}",
+        f"score.aesthetic={head}",
+        f"filter=['nsfw < {threshold}']",
+    ]
+    result = rayjobs.run(rayjobs.compose("score_images", settings(tmp_path, tiny_clip, *overrides)))
+
+    data = {r["id"]: r for r in pq.read_table(tmp_path / "out" / "data").to_pylist()}
+    filtered = {r["id"]: r for r in pq.read_table(tmp_path / "out" / "filtered").to_pylist()}
+    assert set(data) == {k for k in good if nsfw[k] < threshold} and set(filtered) == set(good) - set(data)
+    assert (result.rows_written, result.rows_filtered, result.rows_errored) == (7, len(good) - 7, 1)
+    for key, row in {**data, **filtered}.items():
+        assert row["nsfw"] == pytest.approx(nsfw[key], abs=1e-5) and row["safe"] + row[
+            "nsfw"
+        ] == pytest.approx(1)
+        assert row["aesthetic"] == pytest.approx(expected[key], abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
@@ -102,10 +142,16 @@ def test_rows_scored_against_their_prompts_are_kept_or_filtered_by_the_rule(loca
         (["score.text=cat", "filter=['clip_score => 3']"], "filter"),
         (["score.text=cat", "score.text_column=prompt"], "score.text"),
         (["score.text_column=caption"], "score.text_column"),
+        (["score.aesthetic=/nowhere/head.pth"], "score.aesthetic"),
+        (["score.classifier=/nowhere/classifier"], "score.classifier"),
+        (["score.classifier={classifier}", "output.columns=[nsfw]"], "score.classifier"),
     ],
 )
-def test_bad_settings_fail_before_ray_with_their_key(tmp_path, tiny_clip, overrides, key):
+def test_bad_settings_fail_before_ray_with_their_key(
+    tmp_path, tiny_clip, tiny_vit_classifier, overrides, key
+):
     write_table(tmp_path / "in" / "images.parquet")
+    overrides = [o.format(classifier=tiny_vit_classifier) for o in overrides]
     with pytest.raises(ConfigError) as caught:
         rayjobs.run(rayjobs.compose("score_images", settings(tmp_path, tiny_clip, *overrides)))
     assert caught.value.key == key

@@ -83,3 +83,72 @@ def test_siglip_labels_are_independent_sigmoids(tiny_siglip):
 def test_a_scorer_needs_something_to_score_against(tiny_clip):
     with pytest.raises(ValueError, match="needs a text"):
         ImageScorer(tiny_clip)
+
+
+def laion_head(folder, kind: str, dim: int = 16) -> tuple[str, torch.nn.Module]:
+    """A random head in a LAION aesthetic predictor's layout: one linear layer, or the MLP
+    (Linear, Dropout, Linear, Dropout, Linear, Dropout, Linear, Linear) of the improved one."""
+    torch.manual_seed(1)
+    if kind == "linear":
+        head = torch.nn.Linear(dim, 1)
+    else:
+        head = torch.nn.Sequential(
+            torch.nn.Linear(dim, 24),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(24, 12),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(12, 8),
+            torch.nn.Dropout(0.1),
+            torch.nn.Linear(8, 4),
+            torch.nn.Linear(4, 1),
+        )
+    state = (
+        head.state_dict() if kind == "linear" else {f"layers.{k}": v for k, v in head.state_dict().items()}
+    )
+    path = folder / f"{kind}.safetensors" if kind == "mlp_safetensors" else folder / f"{kind}.pth"
+    if kind == "mlp_safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, path)
+    return str(path), head.eval()
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "mlp_safetensors"])
+def test_an_aesthetic_head_scores_the_unit_image_embedding(tiny_clip, tmp_path, kind):
+    images = jpegs(3)
+    path, head = laion_head(tmp_path, kind)
+    scorer = ImageScorer(tiny_clip, aesthetic=path)
+    out = scorer({"pixel_values": pixels(tiny_clip, images)})
+
+    image, _, _ = direct(tiny_clip, images, ["x"], padding=True)
+    with torch.inference_mode():
+        expected = head(image)[:, 0].numpy()
+    np.testing.assert_allclose(out["aesthetic"], expected, atol=1e-5)
+    assert scorer.outputs == ("aesthetic",)
+
+
+def test_an_aesthetic_head_for_another_embedding_size_is_refused(tiny_clip, tmp_path):
+    path, _ = laion_head(tmp_path, "linear", dim=768)  # ViT-L/14's, not the tiny CLIP's 16
+    with pytest.raises(ValueError, match="takes 768-d inputs; the scorer's are 16-d"):
+        ImageScorer(tiny_clip, aesthetic=path)
+
+
+def test_an_image_classifier_gives_a_probability_column_per_label(tiny_clip, tiny_vit_classifier):
+    from transformers import AutoModelForImageClassification
+
+    images = jpegs(4)
+    scorer = ImageScorer(tiny_clip, text="a cat", classifier=tiny_vit_classifier)
+    out = scorer(
+        {"pixel_values": pixels(tiny_clip, images), "classifier_pixels": pixels(tiny_vit_classifier, images)}
+    )
+
+    model = AutoModelForImageClassification.from_pretrained(tiny_vit_classifier).eval()
+    pil = [Image.open(io.BytesIO(b)).convert("RGB") for b in images]
+    with torch.inference_mode():
+        inputs = AutoImageProcessor.from_pretrained(tiny_vit_classifier)(images=pil, return_tensors="pt")
+        probs = model(**inputs).logits.softmax(dim=-1).numpy()
+    assert scorer.outputs == ("clip_score", "clip_cosine", "safe", "nsfw")
+    np.testing.assert_allclose(out["safe"], probs[:, 0], atol=1e-5)
+    np.testing.assert_allclose(out["nsfw"], probs[:, 1], atol=1e-5)
