@@ -84,7 +84,7 @@ def with_random_weights(folder: Path) -> Path:
 def cached(name: str, make: Callable[[Path], Path]) -> str:
     """The checkpoint `make` builds in CACHE/name, built on the first call only."""
     folder = CACHE / name
-    if not (folder / "model.safetensors").exists():
+    if not any((folder / done).exists() for done in ("model.safetensors", "model_index.json")):
         make(folder)
     return str(folder)
 
@@ -94,6 +94,19 @@ def clip_vit_b32() -> str:
     return cached(
         "clip-vit-b32-random",
         lambda folder: build.clip(folder, None, text=CLIP_TEXT, vision=VIT_B32, projection_dim=512),
+    )
+
+
+def stable_diffusion_small() -> str:
+    """A small Stable Diffusion (the toy UNet and VAE, random weights) for CPU runs; on a GPU,
+    --model with a folder of stable_diffusion_sd15_random() is SD 1.5's shape."""
+    return cached("stable-diffusion-small-random", lambda folder: build.stable_diffusion(folder))
+
+
+def stable_diffusion_sd15_random() -> str:
+    """Stable Diffusion 1.x's UNet and VAE shapes (diffusers' defaults), random weights."""
+    return cached(
+        "stable-diffusion-sd15-random", lambda folder: build.stable_diffusion(folder, unet={}, vae={})
     )
 
 

@@ -6,6 +6,8 @@
     python -m benchmarks.run caption_images [--rows 32] [--batch-size 8]  # captions/s
     python -m benchmarks.run caption_images --vlm --rows 16 --batch-size 4  # a SmolVLM-shaped chat VLM
     python -m benchmarks.run transform_images [--rows 512] [key=value ...]  # output images/s, CPU only
+    python -m benchmarks.run generate_images [--rows 32] [--batch-size 4]  # images/s vs the pipeline alone
+    python -m benchmarks.run score_images [--rows 512] [--batch-size 32]   # images/s vs ImageScorer alone
     python -m benchmarks.run embed_texts --scale      # N and 10 x N rows: rows/s and memory stay flat
     python -m benchmarks.run embed_texts --auto-batch # rayjobs with model.batch_size=auto
     python -m benchmarks.run embed_texts --feed       # + feed ceiling (no-op model), ModelStage overhead
@@ -30,6 +32,7 @@ from benchmarks import (
     feed,
     image_captioning,
     image_embedding,
+    image_generation,
     image_transform,
     models,
     synthetic,
@@ -46,7 +49,10 @@ DEFAULTS = {
     "generate_text": (64, 8),
     "caption_images": (32, 8),
     "transform_images": (512, 1),  # no model: the batch size is unused
+    "generate_images": (32, 4),
+    "score_images": (512, 32),
 }
+STEPS, SIDE = 4, 64  # generate_images on a CPU: a few steps of small images (--model and keys on a GPU)
 NEW_TOKENS = 32
 CEILING_ROWS = 4096  # images the ceilings time at most: a rate, not a total
 
@@ -237,6 +243,55 @@ def bench_transform(args: argparse.Namespace, work: Path, device: str) -> dict:
     return figures
 
 
+def bench_image_generation(args: argparse.Namespace, work: Path, device: str) -> dict:
+    """Generated images/s and seconds per 1,000 images: the pipeline alone and rayjobs end to end."""
+    import csv
+
+    model = args.model or models.stable_diffusion_small()
+    prompts = synthetic.texts(args.rows, min_words=4, max_words=20)
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "prompts.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerows([("id", "prompt"), *((f"p{i}", text) for i, text in enumerate(prompts))])
+    keys = [f"model.num_inference_steps={STEPS}", f"model.height={SIDE}", f"model.width={SIDE}"]
+    keys = [*keys, "input.format=csv", "input.id_column=id"]
+    steps, side = _override(args, "model.num_inference_steps", STEPS), _override(args, "model.height", SIDE)
+    figures: dict = {"unit": "images/s", "model": models.display_name(model), "steps": steps, "side": side}
+    if not args.only_rayjobs:
+        figures["model_ceiling"] = image_generation.pipeline_ceiling(
+            model, prompts, args.batch_size, steps, side, device
+        )
+    overrides = job_overrides(work / "prompts.csv", work / "out", model, args.batch_size, *keys, extra=args)
+    figures.update(run_rayjobs("generate_images", overrides, device))
+    for name in ("model_ceiling", "rayjobs_e2e"):
+        if figures.get(name):
+            figures[f"{name}_s_per_1000"] = 1000 / figures[name]  # GPU-seconds on one GPU
+    _shutdown_ray()
+    return figures
+
+
+def bench_scoring(args: argparse.Namespace, work: Path, device: str) -> dict:
+    """Scored images/s (CLIP score against one text, the job's default thumbnails): the scorer
+    alone, decoding alone on every core, and rayjobs end to end."""
+    model = args.model or models.clip_vit_b32()
+    folder = synthetic.write_images(work / "images", args.rows, distinct=args.distinct)
+    figures: dict = {"unit": "images/s", "model": models.display_name(model)}
+    if not args.only_rayjobs:
+        figures["model_ceiling"] = image_generation.scorer_ceiling(model, args.rows, args.batch_size, device)
+        blobs = [path.read_bytes() for path in sorted(folder.glob("*.jpg"))][:CEILING_ROWS]
+        figures["decode_ceiling"] = image_embedding.decode_ceiling(model, blobs)
+    keys = ["score.text=a photo of a product"]
+    overrides = job_overrides(folder, work / "out", model, rayjobs_batch(args), *keys, extra=args)
+    figures.update(run_rayjobs("score_images", overrides, device))
+    _shutdown_ray()
+    return figures
+
+
+def _override(args: argparse.Namespace, key: str, default: int) -> int:
+    found = [o.split("=", 1)[1] for o in args.overrides if o.startswith(f"{key}=")]
+    return int(found[-1]) if found else default
+
+
 def baselines(args: argparse.Namespace) -> bool:
     """Whether to run the users' alternatives (encode(), the textbook script), not only ceilings."""
     return not (args.only_rayjobs or args.no_baselines)
@@ -329,6 +384,8 @@ def main(argv: list[str] | None = None) -> dict:
         "generate_text": bench_generation,
         "caption_images": bench_captions,
         "transform_images": bench_transform,
+        "generate_images": bench_image_generation,
+        "score_images": bench_scoring,
     }[args.job]
     figures = bench(args, work, device)
     result = {

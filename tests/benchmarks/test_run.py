@@ -114,3 +114,28 @@ def test_transform_harness_measures_the_ceiling_and_the_job(tmp_path):
     for name in ("decode_ceiling", "decode_ceiling_per_core", "rayjobs_e2e", "rayjobs_e2e_with_ray_start"):
         assert result["figures"][name] > 0, name
     assert set(result["ratios"]) == {"e2e/decode_ceiling"}
+
+
+def test_generation_and_scoring_harnesses_measure_every_figure(tmp_path, tiny_stable_diffusion, tiny_clip):
+    runs = {
+        "generate_images": [
+            "--model",
+            tiny_stable_diffusion,
+            "--rows",
+            "6",
+            "--batch-size",
+            "3",
+            "model.height=16",
+        ],
+        "score_images": ["--model", tiny_clip, "--rows", "24", "--batch-size", "8"],
+    }
+    for job, args in runs.items():
+        out = tmp_path / f"{job}.json"
+        done = harness(job, *args, "--no-table", "--json", str(out))
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        result = json.loads(out.read_text())
+        assert (result["job"], result["unit"]) == (job, "images/s")
+        assert result["figures"]["rows_out"] == int(args[args.index("--rows") + 1])
+        assert result["figures"]["model_ceiling"] > 0 and result["figures"]["rayjobs_e2e"] > 0
+        assert "e2e/model_ceiling" in result["ratios"]
+    assert result["figures"]["decode_ceiling"] > 0  # score_images: decoding bounds it too
