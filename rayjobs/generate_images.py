@@ -61,17 +61,9 @@ def run(cfg: DictConfig) -> RunResult:
     rows = job.read(columns=[*dict.fromkeys(column for _, column in checked), *cfg.output.columns])
     prompts = rows.map_batches(expand_prompts, fn_kwargs=options, **job.task_args())
     images = job.feed(prompts).map_batches(ModelStage, **job.model_args())
-    if scoring:  # the scorer's pixels and each row's text, then its own actor pool
-        scorer = {"model_path": cfg.scorer.path, "revision": cfg.scorer.get("revision")}
-        images = images.map_batches(pixels_from_rgb, fn_kwargs=scorer, **job.task_args("encode"))
-        if cfg.score.classifier:
-            classifier = {"model_path": cfg.score.classifier, "revision": cfg.score.classifier_revision}
-            own = {**classifier, "output_column": "classifier_pixels"}
-            images = images.map_batches(pixels_from_rgb, fn_kwargs=own, **job.task_args("encode"))
-        if cfg.score.text_column:
-            tokens = {**scorer, "text_column": cfg.score.text_column, "keep_text": True}
-            images = images.map_batches(tokenize_texts, fn_kwargs=tokens, **job.task_args("encode"))
-        images = job.feed(images, "scorer").map_batches(
+    if scoring:  # its inputs made by CPU tasks, then its own actor pool
+        inputs = score_inputs(images, cfg, job.task_args("encode"))
+        images = job.feed(inputs, "scorer").map_batches(
             ModelStage, **job.model_args("scorer", options=scoring)
         )
     if cfg.filter:
@@ -83,6 +75,21 @@ def run(cfg: DictConfig) -> RunResult:
     kept = [*RESULTS, *scores, *thumbnails]
     manifest = files.map_batches(write_results, **job.write_args(kept, error_columns=kept))
     return job.finish(manifest, report=ContactSheet(image=[*thumbnails, "path"], text=["prompt"]))
+
+
+def score_inputs(images, cfg: DictConfig, task_args: dict[str, Any]):
+    """The scorer's pixels (and a classifier's) from the generated ones, and each row's text
+    tokenized for it; the generated pixels stay for encoding."""
+    scorer = {"model_path": cfg.scorer.path, "revision": cfg.scorer.get("revision")}
+    images = images.map_batches(pixels_from_rgb, fn_kwargs=scorer, **task_args)
+    if cfg.score.classifier:
+        classifier = {"model_path": cfg.score.classifier, "revision": cfg.score.classifier_revision}
+        own = {**classifier, "output_column": "classifier_pixels"}
+        images = images.map_batches(pixels_from_rgb, fn_kwargs=own, **task_args)
+    if cfg.score.text_column:
+        tokens = {**scorer, "text_column": cfg.score.text_column, "keep_text": True}
+        images = images.map_batches(tokenize_texts, fn_kwargs=tokens, **task_args)
+    return images
 
 
 def score_stage(cfg: DictConfig) -> tuple[dict[str, Any], tuple[str, ...]]:
