@@ -272,14 +272,7 @@ class JobRun:
             "stages": stages,
         }
         if report is not None:
-            shown = write_report(self.fs, self.root, report, f"{self.spec.job.name}: {self.spec.output.path}")
-            log.info(
-                "%s: report: %s (%d of %d rows)",
-                self.spec.job.name,
-                join(self.root, REPORT),
-                shown["shown"],
-                shown["rows"],
-            )
+            self._write_report(report)
         self._write_record("done" if ok else "failed: error budget exceeded", stats)
         if ok:
             run_record.write_success(self.fs, self.root)
@@ -295,6 +288,22 @@ class JobRun:
             stats=stats,
             rows_filtered=total[FILTERED_DIR],
         )
+
+    def _write_report(self, report: ContactSheet) -> None:
+        """report.html; the results are all written by now, so a failure here only warns."""
+        name, where = self.spec.job.name, join(self.root, REPORT)
+        try:
+            shown = write_report(self.fs, self.root, report, f"{name}: {self.spec.output.path}")
+        except Exception as error:
+            log.warning(
+                "%s: %s not written (%s: %s); the results are complete",
+                name,
+                where,
+                type(error).__name__,
+                error,
+            )
+            return
+        log.info("%s: report: %s (%d of %d rows)", name, where, shown["shown"], shown["rows"])
 
     def _write_record(self, status: str, stats: dict[str, Any]) -> None:
         run_record.write_record(

@@ -13,7 +13,9 @@ import html
 import json
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -40,16 +42,17 @@ class ContactSheet:
 def write_report(fs, root: str, sheet: ContactSheet, title: str) -> dict[str, Any]:
     """Writes <root>/report.html; returns what it shows ({"rows", "shown", "columns"})."""
     tables, total = [], 0
-    for folder, outcome in OUTCOMES.items():
-        files = _parquet_files(fs, join(root, folder))
-        counts = [_num_rows(fs, file) for file in files]
-        total += sum(counts)
-        tables.append((outcome, files, counts))
-    budget = sheet.max_rows / max(total, 1)
-    rows: list[dict[str, Any]] = []
-    for outcome, files, counts in tables:
-        for file in _sample(files, counts, budget):
-            rows.extend(_rows(fs, file, outcome, sheet))
+    with ThreadPoolExecutor(16) as pool:  # footers and reads of remote files: latency-bound
+        for folder, outcome in OUTCOMES.items():
+            files = _parquet_files(fs, join(root, folder))
+            counts = list(pool.map(lambda file: _num_rows(fs, file), files))
+            total += sum(counts)
+            tables.append((outcome, files, counts))
+        share = sheet.max_rows / max(total, 1)
+        rows: list[dict[str, Any]] = []
+        for outcome, files, counts in tables:
+            for part in pool.map(partial(_rows, fs, outcome=outcome), _sample(files, counts, share)):
+                rows.extend(part)
     columns = _columns(rows, sheet)
     payload = {
         "title": title,
@@ -90,7 +93,7 @@ def _sample(files: list[str], counts: list[int], share: float) -> list[str]:
     return keep
 
 
-def _rows(fs, file: str, outcome: str, sheet: ContactSheet) -> list[dict[str, Any]]:
+def _rows(fs, file: str, outcome: str) -> list[dict[str, Any]]:
     with fs.open(file, "rb") as handle:
         parquet = pq.ParquetFile(handle)
         wanted = [field.name for field in parquet.schema_arrow if _scalar(field.type)]  # no vectors

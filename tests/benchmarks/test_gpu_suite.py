@@ -88,6 +88,8 @@ def test_tiny_suite_records_each_step(tmp_path):
     assert step["json"] == json.loads((tmp_path / "embed_texts.json").read_text())
     figures = step["json"]["figures"]
     assert figures["rows_out"] == 64 and figures["rayjobs_e2e"] > 0 and figures["feed_ceiling"] > 0
+    assert figures["feed_ceiling_per_core"] > 0  # --feed: the no-op model run, and ModelStage's overhead
+    assert figures["host_overhead_at_10ms"] >= -0.01  # a share of the 10 ms sleep, never shorter
     assert figures["model_ceiling"] > 0 and "encode" not in figures  # --no-baselines keeps the ceilings
     assert not list(tmp_path.glob("*.error.txt"))
     assert "embed_texts" in done.stdout and "rayjobs_e2e" in done.stdout  # the summary line

@@ -19,17 +19,13 @@ def harness(*args: str) -> subprocess.CompletedProcess:
 
 def test_text_harness_measures_every_figure(tmp_path):
     out = tmp_path / "texts.json"
-    done = harness(
-        "embed_texts", "--rows", "60", "--batch-size", "16", "--feed", "--no-table", "--json", str(out)
-    )
+    done = harness("embed_texts", "--rows", "60", "--batch-size", "16", "--no-table", "--json", str(out))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert (result["job"], result["rows"], result["batch_size"]) == ("embed_texts", 60, 16)
     assert result["figures"]["rows_out"] == 60
     for name in ("model_ceiling", "encode", "textbook_ray", "rayjobs_e2e", "rayjobs_e2e_with_ray_start"):
         assert result["figures"][name] > 0, name
-    assert result["figures"]["feed_ceiling"] > 0 and result["figures"]["feed_ceiling_per_core"] > 0
-    assert result["figures"]["host_overhead_at_10ms"] >= -0.01  # a share of the 10 ms sleep, never shorter
     assert set(result["ratios"]) == {"e2e/model_ceiling", "e2e/encode", "e2e/textbook_ray"}
     assert result["figures"]["peak_driver_mib"] > 0 and "CPU" in result["device"]
 

@@ -27,18 +27,22 @@ class FailsOnToken:
 
 
 class SlowTextEmbedder:
-    """TextEmbedder that sleeps per batch, so a test can act while a job is part-way through."""
+    """A stand-in embedder that sleeps per batch, so a test can act while a job is part-way
+    through. Each row's vector is a function of its token ids alone: the tests using it are about
+    the pipeline (kills, resume, node loss), and loading no model keeps each actor's start short."""
 
     inputs: ClassVar[tuple[str, ...]] = ("input_ids",)
     outputs: ClassVar[tuple[str, ...]] = ("embedding",)
 
-    def __init__(self, path: str, seconds_per_batch: float, **kwargs) -> None:
-        self.embedder = TextEmbedder(path, **kwargs)
-        self.seconds = seconds_per_batch
+    def __init__(self, path: str, seconds_per_batch: float, dim: int = 8, **kwargs) -> None:
+        self.seconds, self.dim = seconds_per_batch, dim
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         time.sleep(self.seconds)
-        return self.embedder(batch)
+        vectors = np.zeros((len(batch["input_ids"]), self.dim), dtype=np.float32)
+        for row, ids in enumerate(batch["input_ids"]):
+            np.add.at(vectors[row], np.asarray(ids, dtype=np.int64) % self.dim, 1.0)
+        return {"embedding": vectors}
 
 
 def slow_job_overrides(source, out, model: str) -> list[str]:
