@@ -104,10 +104,12 @@ class JobRun:
         return {"batch_format": "pyarrow", **self.spec.tasks[stage].ray_args(actor=False)}
 
     def feed(self, rows, stage: str = "model"):
-        """`rows` in blocks of a few batches when the stage has several actors: Ray hands each
-        actor whole blocks, and one shard's block per actor would leave the others idle."""
+        """`rows` in blocks of a few batches when the stage has several actors (Ray hands each
+        actor whole blocks: one shard's block per actor would leave the others idle) or another
+        model stage follows (an actor's output leaves when its block is done: a whole shard's
+        block would keep the next pool waiting for it)."""
         spec = self.spec.models[stage]
-        if (spec.max_workers() or 1) == 1:
+        if (spec.max_workers() or 1) == 1 and len(self.spec.models) == 1:
             return rows
         return rows.repartition(target_num_rows_per_block=feed_block_rows(spec))
 
