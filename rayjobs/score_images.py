@@ -1,14 +1,17 @@
-"""Score images: CLIP score against a text and zero-shot labels per image, then filter by rules.
+"""Score images: CLIP score against a text, zero-shot labels, an aesthetic head and an image
+classifier per image, then filter by rules.
 
     python -m rayjobs.score_images input.path=images/ output.path=out/scores \
         score.text="a photo of a red shoe" 'score.labels=[photo,drawing]' 'filter=["clip_score >= 25"]'
 
-read shards (Ray tasks) -> decode, orient, resize and crop with the model's image processor; with
+read shards (Ray tasks) -> thumbnails of each image (thumbnails.sizes); with score.classifier,
+its own pixels; decode, orient, resize and crop with the scorer's image processor; with
 score.text_column, tokenize each row's text (CPU, in the read task) -> ImageScorer (actor pool:
-one CLIP / SigLIP model per actor, on a GPU when the cluster has one) -> filter rows by the
-rules (CPU) -> write Parquet: data/ (id, clip_score, clip_cosine, label_probs, top_label,
+one CLIP / SigLIP model, and the classifier, per actor, on a GPU when the cluster has one) ->
+filter rows by the rules (CPU) -> write Parquet: data/ (id, clip_score, clip_cosine,
+label_probs, top_label, aesthetic, a column per classifier label, thumbnail paths,
 output.columns), filtered/ (id, stage, reason: the rule with the value, and the scores),
-errors/, then the run record and _SUCCESS.
+thumbnail_<size>/, errors/, report.html, then the run record and _SUCCESS.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ read shards (Ray tasks; file bytes fetched concurrently) -> decode once, orient,
 resize (thumbnail / fit / fill / crop) and encode as JPEG / PNG / WebP (CPU, inside each read
 task; bad images become error rows; several sizes fan out into one row each) -> write: files/
 (the images, named from the row id), data/ (id, [parent_id, index,] path, bytes, width, height,
-format, size, output.columns), errors/ (id, stage, reason), then the run record and _SUCCESS.
+format, size, output.columns), errors/ (id, stage, reason), report.html, then the run record
+and _SUCCESS.
 No model stage: no actor pool and no GPU.
 """
 
