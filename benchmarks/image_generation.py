@@ -16,7 +16,7 @@ def pipeline_ceiling(
     model_path: str, prompts: list[str], batch_size: int, steps: int, side: int, device: str
 ) -> float:
     """Images/s of the pipeline called on `batch_size` prompts at a time, one seeded generator
-    per image as the job gives, PIL output (what the job encodes from)."""
+    per image as the job gives, numpy output (no PIL images, no encoding)."""
     from diffusers import AutoPipelineForText2Image
 
     dtype = torch.float16 if device == "cuda" else torch.float32

@@ -123,6 +123,11 @@ def decode_images(
     return table.drop_columns(stale).append_column(output_column, tensor_to_arrow(pixels))
 
 
+def rgb_image(raw: bytes, shape) -> Image.Image:
+    """One row of `image_rgb` / `image_shape` (H, W, 3) as a PIL image."""
+    return Image.frombytes("RGB", (shape[1], shape[0]), raw)
+
+
 def pixels_from_rgb(
     table: pa.Table, *, model_path: str, revision: str | None = None, output_column: str = "pixel_values"
 ) -> pa.Table:
@@ -134,7 +139,7 @@ def pixels_from_rgb(
     if "image_rgb" in table.column_names:  # absent when every row of the block failed before
         raws, shapes = table["image_rgb"].to_pylist(), table["image_shape"].to_pylist()
         for i in np.flatnonzero(good_rows(table)):
-            images[i] = Image.frombytes("RGB", (shapes[i][1], shapes[i][0]), raws[i])
+            images[i] = rgb_image(raws[i], shapes[i])
     pixels, failures = _process(processor, images)
     table = mark_errors(table, failures, STAGE)
     table = table.drop_columns([c for c in (output_column,) if c in table.column_names])

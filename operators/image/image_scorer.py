@@ -3,7 +3,7 @@ and an image classifier's label probabilities, per image."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -99,8 +99,8 @@ class ImageScorer:
             self.classifier = found.model
             self.classifier_pixels = PixelNormalizer(found.folder, self.device, found.dtype)
             config = found.model.config
-            self.class_names = [str(config.id2label[k]) for k in sorted(config.id2label, key=int)]
-            self.multi_label = found.model.config.problem_type == "multi_label_classification"
+            self.class_names = label_names(config.id2label)
+            self.multi_label = config.problem_type == "multi_label_classification"
         # This instance's outputs: a CLIP score needs a text, probabilities need labels.
         scores = ("clip_score", "clip_cosine") if text or row_text else ()
         self.outputs = (
@@ -171,6 +171,11 @@ def _unit(out) -> torch.Tensor:
 
     vectors = out if isinstance(out, torch.Tensor) else out.pooler_output
     return torch.nn.functional.normalize(vectors.float(), dim=-1)
+
+
+def label_names(id2label: Mapping) -> list[str]:
+    """A classifier's labels in class order (config.json's keys are strings, a config's ints)."""
+    return [str(id2label[k]) for k in sorted(id2label, key=int)]
 
 
 def aesthetic_head(path: str, device: torch.device, dim: int):

@@ -19,7 +19,7 @@ from PIL import Image, ImageColor, ImageOps
 
 from operators.fan_out import fan_out
 from operators.file_outputs import FILE_BYTES, FILE_EXT, side_file_columns
-from operators.image.decode_images import image_bytes, to_rgb
+from operators.image.decode_images import image_bytes, rgb_image, to_rgb
 from operators.row_errors import add_error_columns, describe, errored_rows, good_rows, mark_errors
 
 STAGE = "transform"
@@ -200,7 +200,7 @@ def encode_images(
     if "image_rgb" in table.column_names:  # absent when every row of the block failed before
         raws, shapes = table["image_rgb"].to_pylist(), table["image_shape"].to_pylist()
         for i in np.flatnonzero(scored):
-            pixels = Image.frombytes("RGB", (shapes[i][1], shapes[i][0]), raws[i])
+            pixels = rgb_image(raws[i], shapes[i])
             if good[i]:
                 blobs[i] = encode(pixels, format, quality, WHITE, keep_metadata=False)[0]
             for made, blob in zip(
@@ -239,6 +239,11 @@ def make_thumbnails(
     return _with_thumbnails(table, boxes, thumbs, thumbnail_format)
 
 
+def thumbnail_column(size: int | str | Size) -> str:
+    """The data/ column (and folder) of a thumbnail size: thumbnail_256, thumbnail_640x480."""
+    return f"thumbnail_{(size if isinstance(size, Size) else Size.parse(size)).label}"
+
+
 def _thumbnails(image: Image.Image, boxes: list[Size], format: str, quality: int) -> list[bytes]:
     return [
         encode(resize(image, box, "thumbnail"), format, quality, WHITE, keep_metadata=False)[0]
@@ -248,7 +253,7 @@ def _thumbnails(image: Image.Image, boxes: list[Size], format: str, quality: int
 
 def _with_thumbnails(table: pa.Table, boxes: list[Size], thumbs: list[list], format: str) -> pa.Table:
     for made, box in zip(thumbs, boxes, strict=True):
-        table = _with_file(table, side_file_columns(f"thumbnail_{box.label}"), made, FORMATS[format])
+        table = _with_file(table, side_file_columns(thumbnail_column(box)), made, FORMATS[format])
     return table
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from operators.image.transform_images import FORMATS, Size
+from operators.image.transform_images import FORMATS, Size, thumbnail_column
 from rayjobs.config.config_error import ConfigError
 
 
@@ -39,5 +39,5 @@ def thumbnail_options(cfg: DictConfig) -> dict[str, Any]:
 
 
 def thumbnail_columns(sizes: list[int | str]) -> list[str]:
-    """The data/ columns (and folders) of the thumbnails: thumbnail_256, thumbnail_640x480."""
-    return [f"thumbnail_{Size.parse(size).label}" for size in sizes]
+    """The data/ columns (and folders) of the thumbnails."""
+    return [thumbnail_column(size) for size in sizes]

@@ -11,7 +11,7 @@ import fsspec
 from omegaconf import DictConfig
 
 from operators.filter_rows import parse_rules
-from operators.image.image_scorer import ImageScorer
+from operators.image.image_scorer import ImageScorer, label_names
 from rayjobs.config.config_error import ConfigError
 
 ASKS = ("text", "text_column", "labels", "aesthetic", "classifier")
@@ -80,7 +80,7 @@ def classifier_labels(path: str, revision: str | None = None) -> list[str]:
     id2label = config.get("id2label")
     if not id2label:
         raise ConfigError("score.classifier", f"{path} is no image classifier: its config has no id2label")
-    return [str(id2label[k]) for k in sorted(id2label, key=int)]
+    return label_names(id2label)
 
 
 def check_filters(rules: Sequence[str], columns: Sequence[str]) -> None:
