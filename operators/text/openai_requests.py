@@ -1,7 +1,9 @@
-"""Lines of an OpenAI Batch input file -> chat messages and generation parameters, or a reason.
+"""Lines of an OpenAI Batch input file -> chat messages and generation parameters, or an
+embedding input text, or a reason.
 
 Supported: POST /v1/chat/completions with `messages` (string or text-part contents) and the
-sampling fields below. Anything else in `body` is refused per line, never silently ignored.
+sampling fields below; POST /v1/embeddings with one `input` string per line. Anything else in
+`body` is refused per line, never silently ignored.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENDPOINT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
+EMBEDDING_FIELDS = {"model", "input", "encoding_format", "user"}
 SUPPORTED = {
     "model",
     "messages",
@@ -62,17 +66,62 @@ def parse_request(line: str) -> ChatRequest:
     )
 
 
-def _problem(request: dict[str, Any]) -> str | None:
+@dataclass
+class EmbeddingRequest:
+    custom_id: str | None
+    text: str | None = None
+    model: str | None = None
+    encoding_format: str = "float"
+    error: str | None = None
+
+
+def parse_embedding_request(line: str) -> EmbeddingRequest:
+    """One /v1/embeddings line; `error` says why it cannot be served."""
+    try:
+        request = json.loads(line)
+    except ValueError as error:
+        return EmbeddingRequest(None, error=f"invalid JSON: {error}")
+    if not isinstance(request, dict):
+        return EmbeddingRequest(None, error="a request line must be a JSON object")
+    custom_id = str(request["custom_id"]) if request.get("custom_id") is not None else None
+    problem = _envelope_problem(request, EMBEDDINGS, EMBEDDING_FIELDS)
+    if problem:
+        return EmbeddingRequest(custom_id, error=problem)
+    body = request["body"]
+    text = body.get("input")
+    if isinstance(text, list) and len(text) == 1:
+        text = text[0]
+    if not isinstance(text, str):
+        return EmbeddingRequest(
+            custom_id, error="body.input must be one string per request line (split lists into lines)"
+        )
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        return EmbeddingRequest(
+            custom_id, error=f"body.encoding_format must be float or base64, got {encoding!r}"
+        )
+    return EmbeddingRequest(custom_id, text, body.get("model"), encoding)
+
+
+def _envelope_problem(request: dict[str, Any], endpoint: str, fields: set[str]) -> str | None:
     if not request.get("custom_id"):
         return "missing custom_id"
-    if request.get("method", "POST") != "POST" or request.get("url") != ENDPOINT:
-        return f"only POST {ENDPOINT} is supported, got {request.get('method')} {request.get('url')}"
+    if request.get("method", "POST") != "POST" or request.get("url") != endpoint:
+        return f"only POST {endpoint} is supported, got {request.get('method')} {request.get('url')}"
     body = request.get("body")
     if not isinstance(body, dict):
         return "missing body"
-    unsupported = sorted(set(body) - SUPPORTED)
+    unsupported = sorted(set(body) - fields)
     if unsupported:
         return f"unsupported body field(s): {', '.join(unsupported)}"
+    return None
+
+
+def _problem(request: dict[str, Any]) -> str | None:
+    problem = _envelope_problem(request, ENDPOINT, SUPPORTED)
+    if problem:
+        return problem
+    body = request["body"]
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "body.messages must be a non-empty list"
@@ -94,3 +143,18 @@ def _text(content: Any) -> str | None:
     if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
         return "".join(str(p.get("text", "")) for p in content)
     return None
+
+
+def embedding_requests(table, *, column: str = "request"):
+    """CPU stage of embed_texts on OpenAI Batch input: the raw lines -> text, custom_id, model,
+    encoding_format; a line that cannot be served becomes an error row (stage "read")."""
+    import pyarrow as pa
+
+    from operators.row_errors import add_error_columns, mark_errors
+
+    parsed = [parse_embedding_request(line) for line in table[column].to_pylist()]
+    table = add_error_columns(table.drop_columns([column]))
+    table = mark_errors(table, [request.error for request in parsed], "read")
+    for name in ("text", "custom_id", "model", "encoding_format"):
+        table = table.append_column(name, pa.array([getattr(r, name) for r in parsed], pa.string()))
+    return table

@@ -105,7 +105,8 @@ def tokenize_texts(
     max_length: int | None = None,
     keep_text: bool = False,
 ) -> pa.Table:
-    """Adds `input_ids` (list<int32>) and `truncated`; empty or missing texts become errors."""
+    """Adds `input_ids` (list<int32>), `truncated` and `prompt_tokens`; empty or missing texts
+    become errors."""
     tokenizer, model_limit, lowercase = load_tokenizer(model_path, revision)
     limit = max_length or model_limit
     table = add_error_columns(table)
@@ -131,6 +132,8 @@ def tokenize_texts(
         table = table.drop_columns([text_column])
     table = table.append_column("input_ids", lists_to_arrow(ids))
     table = table.append_column("truncated", pa.array(truncated))
+    # Tokens the model reads, for the run's usage (and the OpenAI embeddings response's).
+    table = table.append_column("prompt_tokens", pa.array([len(row) for row in ids], pa.int32()))
     # Good rows shortest first: model batches cut from this block carry little padding.
     lengths = np.array([len(row) if ok else 1 << 30 for row, ok in zip(ids, good, strict=True)])
     return table.take(pa.array(np.argsort(lengths, kind="stable")))

@@ -45,7 +45,8 @@ def check_operator(
     try:
         operator = get_class(target)
     except Exception as error:
-        raise ConfigError(f"{key}._target_", f"cannot import {target!r} ({error})") from None
+        reason = " ".join(str(error).split())  # Hydra's message spans lines; ours is one
+        raise ConfigError(f"{key}._target_", f"cannot import {target!r} ({reason})") from None
     parameters = inspect.signature(operator).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     for name in kwargs:

@@ -26,7 +26,7 @@ MODEL_JOBS = (
 )  # input -> model -> output
 CPU_JOBS = ("transform_images",)  # input -> CPU stages -> output, no model
 JOBS = (*MODEL_JOBS, *CPU_JOBS, "build_index")  # what rayjobs.run runs
-CONFIGS = (*JOBS, "search", "serve_index")  # every root config compose() knows
+CONFIGS = (*JOBS, "search", "serve_index", "serve_batches")  # every root config compose() knows
 
 
 def package_model_path(package: str) -> str:

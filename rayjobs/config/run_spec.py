@@ -114,8 +114,16 @@ def parse_run(cfg: DictConfig, tasks: Iterable[str], models: Iterable[str]) -> R
         output=OutputSpec.parse(tree.get("output") or {}),
         tasks={key: StageSpec.parse(_stage(tree, key), key, whole_blocks=True) for key in tasks},
         models={key: StageSpec.parse(_stage(tree, key), key, auto=True) for key in models},
-        runtime=dict(tree.get("runtime") or {}),
+        runtime=_runtime(tree.get("runtime") or {}),
     )
+
+
+def _runtime(node: Mapping[str, Any]) -> dict[str, Any]:
+    for key in ("gpu_hour_cost", "cpu_hour_cost"):
+        value = node.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise ConfigError(f"runtime.{key}", f"must be a non-negative number (per hour), got {value!r}")
+    return dict(node)
 
 
 def _stage(tree: Mapping[str, Any], key: str) -> Mapping[str, Any]:

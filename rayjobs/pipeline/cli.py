@@ -19,6 +19,7 @@ USAGE = """usage: python -m rayjobs.{job} [key=value ...] [--cfg]
 
   key=value   Hydra overrides, e.g. input.path=data/ output.path=out/ model=minilm_offline
   --cfg       print the composed config and exit
+  --config-from-env  run the config in $RAYJOBS_CONFIG (YAML; what rayjobs.submit(cfg) sends)
 Config keys: conf/{job}.yaml, and the groups it names under conf/ (input, output, model, runtime)
 """
 
@@ -65,7 +66,12 @@ def run_cli(
         sys.exit(0)
     setup_logging()
     try:
-        cfg = rayjobs.compose(job, [a for a in args if a != "--cfg"])
+        if "--config-from-env" in args:  # a config rayjobs.submit(cfg) composed elsewhere
+            from rayjobs.submit.job_client import config_from_env
+
+            cfg = config_from_env()
+        else:
+            cfg = rayjobs.compose(job, [a for a in args if a != "--cfg"])
         if "--cfg" in args:
             print(OmegaConf.to_yaml(cfg))
             sys.exit(0)

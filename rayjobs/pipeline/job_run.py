@@ -9,6 +9,7 @@ children in k of them, each counting 1/k), and a shard is done when its rows' ou
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from rayjobs.io.storage import filesystem, join
 from rayjobs.pipeline import run_record
 from rayjobs.pipeline.fingerprint import fingerprint_parts
 from rayjobs.pipeline.output_folder import claim_output, outcome_rows, remove_shard_files
-from rayjobs.pipeline.run_stats import pa_sum, stage_summaries, versions
+from rayjobs.pipeline.run_stats import duration, pa_sum, stage_summaries, versions
 from rayjobs.pipeline.runtime import (
     Cluster,
     check_fits,
@@ -49,6 +50,25 @@ log = logging.getLogger("rayjobs")
 
 # A model stage: (the columns it is fed, the outputs the job needs from it).
 ModelIO = tuple[tuple[str, ...], tuple[str, ...]]
+_CHECK_ONLY = contextvars.ContextVar("rayjobs_check_only", default=False)
+
+
+class ConfigChecked(Exception):
+    """Raised by start_job inside check_job: every check that needs no input data passed."""
+
+
+def check_job(run, cfg: DictConfig) -> None:
+    """Run `run(cfg)` (a job's run function) up to its start_job's config checks only: raises
+    ConfigError as the job would, touches no input, output or Ray (`rayjobs submit` checks here
+    the config a cluster will run, whose data this machine may not see)."""
+    token = _CHECK_ONLY.set(True)
+    try:
+        run(cfg)
+    except ConfigChecked:
+        return
+    finally:
+        _CHECK_ONLY.reset(token)
+    raise RuntimeError(f"{cfg.job.name}: its run() did not reach start_job")
 
 
 @dataclass
@@ -176,12 +196,15 @@ class JobRun:
         interval = self.spec.job.progress_interval_s
         first: tuple[float, int] | None = None  # (time, rows) of the first results: steady-state rate
         batch_sizes: dict[str, set[int]] = {}  # what each model stage ran at (probed when auto)
+        tokens: dict[str, int] = {}  # tokens_in / tokens_out of the written rows
         for batch in manifest.iter_batches(batch_size=None, batch_format="pyarrow"):
             if first is None:
                 first = (time.monotonic(), int(pa_sum(batch["rows"])))
             for entry in batch.to_pylist():
                 for stage, size in json.loads(entry["batch_sizes"] or "{}").items():
                     batch_sizes.setdefault(stage, set()).add(size)
+                for name, count in json.loads(entry["usage"] or "{}").items():
+                    tokens[name] = tokens.get(name, 0) + count
                 shard = entry["shard"]
                 settled[shard] = settled.get(shard, Fraction(0)) + Fraction(entry["rows"], entry["parts"])
                 for name in outputs:
@@ -189,10 +212,9 @@ class JobRun:
                 if settled[shard] == sizes[shard]:
                     finished.append(shard)
             if time.monotonic() - last_flush >= interval:
-                self._journal(finished)
-                self._log_progress(int(sum(settled.values())), outputs["errors"], outputs["filtered"])
+                self._journal(finished, self._progress(int(sum(settled.values())), outputs))
                 last_flush = time.monotonic()
-        self._journal(finished)
+        self._journal(finished, self._progress(int(sum(settled.values())), outputs, log_it=False))
         over = [s for s, n in settled.items() if n > sizes[s]]
         missing = [s.index for s in self.todo if settled.get(s.index, 0) < s.rows]
         if over or missing:
@@ -216,32 +238,65 @@ class JobRun:
             ERRORS_DIR: outputs["errors"],
             FILTERED_DIR: outputs["filtered"],
         }
-        return self._record(this_run, stage_summaries(manifest), timing, report)
+        return self._record(this_run, stage_summaries(manifest), timing, report, tokens)
 
-    def _journal(self, finished: list[int]) -> None:
+    def _journal(self, finished: list[int], progress: dict[str, Any]) -> None:
         """Mark shards done, after removing any file of theirs that another run wrote."""
         for shard in finished:
             remove_shard_files(self.fs, self.root, {shard}, keep_run=self.run_id)
         self.done.update(finished)
         finished.clear()
-        run_record.write_progress(self.fs, self.root, self.done)
+        run_record.write_progress(self.fs, self.root, self.done, progress)
 
-    def _log_progress(self, settled: int, errors: int, filtered: int) -> None:
+    def _progress(self, settled: int, outputs: dict[str, int], log_it: bool = True) -> dict[str, Any]:
+        """The live counts that _progress.json carries for `rayjobs status` (input rows; the
+        rows of shards earlier runs finished count as done), logged as one line."""
         total = sum(shard.rows for shard in self.todo)
         seconds = time.monotonic() - self.started
         rate = settled / seconds if seconds else 0.0
-        left = (total - settled) / rate if rate else float("inf")
-        log.info(
-            "%s: %d/%d rows (%.0f%%), %.1f rows/s, %d errors, %d filtered, ~%s left",
-            self.spec.job.name,
-            settled,
-            total,
-            100 * settled / max(1, total),
-            rate,
-            errors,
-            filtered,
-            _duration(left),
-        )
+        left = (total - settled) / rate if rate else None
+        if log_it:
+            log.info(
+                "%s: %d/%d rows (%.0f%%), %.1f rows/s, %d errors, %d filtered, ~%s left",
+                self.spec.job.name,
+                settled,
+                total,
+                100 * settled / max(1, total),
+                rate,
+                outputs["errors"],
+                outputs["filtered"],
+                duration(float("inf") if left is None else left),
+            )
+        return {
+            "run_id": self.run_id,
+            "rows_done": self.plan.rows - total + settled,
+            "rows_total": self.plan.rows,
+            "errors": outputs["errors"],
+            "filtered": outputs["filtered"],
+            "rows_per_s": round(rate, 3),
+            "eta_s": round(left, 1) if left is not None else None,
+            "updated_at": round(time.time(), 3),
+        }
+
+    def usage(self, seconds: float, tokens: dict[str, int], rows: int) -> dict[str, Any]:
+        """What this run held and made: GPU-seconds its actor pools reserved (actors x GPUs x wall
+        time), CPU-seconds (the cluster's CPUs over the run when it has CPU stages, which Ray Data
+        may spread over all of them; else the pools' own), tokens or images, and a cost when
+        runtime.gpu_hour_cost / cpu_hour_cost are set."""
+        gpu_s = cpu_s = 0.0
+        for spec in self.spec.models.values():
+            actors = spec.max_workers() or 1
+            gpu_s += actors * spec.gpus(self.cluster.gpus) * seconds
+            cpu_s += actors * spec.num_cpus * seconds
+        cpu_s = max(cpu_s, self.cluster.cpus * seconds) if self.spec.tasks else cpu_s
+        usage: dict[str, Any] = {"gpu_s": round(gpu_s, 1), "cpu_s": round(cpu_s, 1), **tokens}
+        if self.spec.job.name.endswith("_images"):
+            usage["images"] = rows
+        rates = {key: self.spec.runtime.get(f"{key}_hour_cost") for key in ("gpu", "cpu")}
+        if any(rate is not None for rate in rates.values()):
+            cost = sum(usage[f"{key}_s"] / 3600 * float(rate or 0) for key, rate in rates.items())
+            usage["cost"] = round(cost, 4)
+        return usage
 
     def _record(
         self,
@@ -249,6 +304,7 @@ class JobRun:
         stages: list[dict[str, str]],
         timing: dict,
         report: ContactSheet | None,
+        tokens: dict[str, int],
     ) -> RunResult:
         """Totals over this run and the shards earlier runs finished; the record; _SUCCESS."""
         seconds = time.monotonic() - self.started
@@ -272,6 +328,7 @@ class JobRun:
             **timing,
             "cluster": asdict(self.cluster),
             "stages": stages,
+            "usage": self.usage(seconds, tokens, outputs_now),
         }
         if report is not None:
             self._write_report(report)
@@ -347,6 +404,8 @@ def start_job(
         gpus = spec.models[key].num_gpus
         if gpus not in ("auto", 0.0) and not _joins_cluster(spec.runtime) and local_gpus() == 0:
             raise ConfigError(f"{key}.num_gpus", f"asks {gpus:g} GPU but this machine has none")
+    if _CHECK_ONLY.get():
+        raise ConfigChecked
     plan = plan_input(spec.input, spec.job.limit)
     passthrough = [("output.columns", name) for name in spec.output.columns]
     check_columns(plan.schema, [*columns, ("input.id_column", spec.input.id_column), *passthrough])
@@ -378,17 +437,9 @@ def start_job(
     remove_shard_files(fs, root, {shard.index for shard in run.todo})
     if done:
         log.info("%s: resuming: %d of %d shards already done", spec.job.name, len(done), len(plan.shards))
-    run._write_record("running", {"fingerprint": fingerprint, "rows_in": plan.rows})
+    run._write_record("running", {"fingerprint": fingerprint, "rows_in": plan.rows, "run_id": run.run_id})
     return run
 
 
 def _joins_cluster(runtime: Mapping[str, Any]) -> bool:
     return bool(runtime.get("address") or os.environ.get("RAY_ADDRESS"))
-
-
-def _duration(seconds: float) -> str:
-    if seconds == float("inf"):
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

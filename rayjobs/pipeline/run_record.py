@@ -1,7 +1,8 @@
 """What a run leaves next to its output: the record, the progress journal, and _SUCCESS last.
 
 _run.json     resolved config, fingerprint, status and stats
-_progress.json finished shards as ranges ("0-1523,1525"): bytes per shard, not per row
+_progress.json finished shards as ranges ("0-1523,1525"): bytes per shard, not per row; and the
+               live counts (rows done / total, errors, rows/s, ETA) of the run writing it
 _SUCCESS      written last, only when every shard is done and the error budget held
 """
 
@@ -64,8 +65,16 @@ def read_progress(fs, root: str) -> set[int]:
     return decode_ranges(json.loads(text)["done"]) if text else set()
 
 
-def write_progress(fs, root: str, done: Iterable[int]) -> None:
-    write_bytes(fs, join(root, PROGRESS), json.dumps({"done": encode_ranges(done)}).encode())
+def write_progress(fs, root: str, done: Iterable[int], counts: dict[str, Any] | None = None) -> None:
+    """The finished shards, and the live counts `rayjobs status` shows (JobRun._progress)."""
+    body = {"done": encode_ranges(done), **(counts or {})}
+    write_bytes(fs, join(root, PROGRESS), json.dumps(body).encode())
+
+
+def read_counts(fs, root: str) -> dict[str, Any]:
+    """The live counts of the last progress write ({} before the first)."""
+    text = read_text(fs, join(root, PROGRESS))
+    return {k: v for k, v in json.loads(text).items() if k != "done"} if text else {}
 
 
 def write_success(fs, root: str) -> None:

@@ -42,6 +42,7 @@ MANIFEST = pa.schema(
         ("errors", pa.int64()),
         ("filtered", pa.int64()),
         ("batch_sizes", pa.string()),  # JSON {model stage: rows per call}, for the run record
+        ("usage", pa.string()),  # JSON {tokens_in, tokens_out} of the written rows, for the run record
     ]
 )
 
@@ -78,6 +79,7 @@ def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
     parts = parts_of(table)
     rows, subs = table[ROW].to_numpy(), sub_of(table)
     sizes = json.dumps(_batch_sizes(table))
+    usage = json.dumps(token_usage(table, good))
     manifest = []
     for shard in np.unique(shards):
         mine = shards == shard
@@ -95,7 +97,9 @@ def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
         for k in np.unique(parts[mine]):
             group = mine & (parts == k)
             counts = [int(group.sum()), int((group & errored).sum()), int((group & filtered).sum())]
-            manifest.append((int(shard), int(k), *counts, sizes))
+            manifest.append((int(shard), int(k), *counts, sizes, "{}"))
+    if manifest:  # the batch's usage once, on its first manifest row
+        manifest[0] = (*manifest[0][:-1], usage)
     return pa.Table.from_pylist(
         [dict(zip(MANIFEST.names, row, strict=True)) for row in manifest], schema=MANIFEST
     )
@@ -146,6 +150,24 @@ def _batch_sizes(table: pa.Table) -> dict[str, int]:
         if name.startswith(BATCH_SIZE_PREFIX)
     }
     return {stage: size for stage, size in sizes.items() if size}
+
+
+def token_usage(table: pa.Table, rows: np.ndarray) -> dict[str, int]:
+    """Tokens the model read (input_ids, or prompt_tokens) and wrote (completion_tokens) for `rows`."""
+    import pyarrow.compute as pc
+
+    chosen = table.filter(pa.array(rows))
+    usage = {}
+    if "prompt_tokens" in chosen.column_names:
+        usage["tokens_in"] = pc.sum(chosen["prompt_tokens"]).as_py() or 0
+    elif "input_ids" in chosen.column_names:
+        usage["tokens_in"] = pc.sum(pc.list_value_length(chosen["input_ids"])).as_py() or 0
+    if "completion_tokens" in chosen.column_names:
+        column = chosen["completion_tokens"]
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            column = pc.list_flatten(column)
+        usage["tokens_out"] = pc.sum(column).as_py() or 0
+    return usage
 
 
 def _result_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import ClassVar
 
@@ -35,7 +36,8 @@ class SlowTextEmbedder:
     outputs: ClassVar[tuple[str, ...]] = ("embedding",)
 
     def __init__(self, path: str, seconds_per_batch: float, dim: int = 8, **kwargs) -> None:
-        self.seconds, self.dim = seconds_per_batch, dim
+        # SLOW_EMBEDDER_SECONDS (runtime.env_vars: not fingerprinted) slows one run of a job only.
+        self.seconds, self.dim = float(os.environ.get("SLOW_EMBEDDER_SECONDS", seconds_per_batch)), dim
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         time.sleep(self.seconds)

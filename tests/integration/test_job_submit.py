@@ -1,6 +1,8 @@
-"""`ray job submit --working-dir . -- python -m rayjobs.embed_texts ...` against a real head node
-that this test starts on 127.0.0.1 and stops (only its own processes: other tests' Ray survives)."""
+"""Jobs on a real head node that this module starts on 127.0.0.1 and stops (only its own
+processes: other tests' Ray survives): `ray job submit --working-dir . -- python -m rayjobs...`,
+and the `rayjobs` command (submit, status with progress, logs, cancel, resubmit resumes)."""
 
+import json
 import os
 import shutil
 import signal
@@ -14,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.integration.faulty_operators import slow_job_overrides
 from tests.integration.inputs import write_texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
@@ -36,7 +39,7 @@ def wait_for(check, seconds: float, what: str) -> None:
     raise TimeoutError(f"{what} not ready after {seconds:.0f} s")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def head_node():
     """A Ray head on loopback with the job server; yields (dashboard address, environment)."""
     temp_dir = tempfile.mkdtemp(prefix="rjhead", dir="/tmp")  # short: Ray's socket paths are length-limited
@@ -122,3 +125,94 @@ def test_job_submit_with_working_dir(head_node, tmp_path, tiny_bert):
     assert "succeeded" in logs and "embed_texts: done: 37 rows written, 3 errors" in logs
     assert pq.read_table(out / "data").num_rows == 37
     assert (out / "_SUCCESS").exists()
+
+
+def rayjobs_cli(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "rayjobs"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_rayjobs_submit_refuses_a_bad_config_before_submitting(head_node, tmp_path):
+    address, env = head_node
+    before = rayjobs_cli(env, "list", "--address", address).stdout
+    bad = rayjobs_cli(
+        env,
+        "submit",
+        "embed_texts",
+        f"input.path={tmp_path}",
+        "output.path=/tmp/x",
+        "model.batch_size=-3",
+        "--address",
+        address,
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]  # one line
+    assert "model.batch_size" in bad.stderr
+    assert rayjobs_cli(env, "list", "--address", address).stdout == before
+    unknown = rayjobs_cli(env, "status", "raysubmit_nosuchjob", "--address", address)
+    assert unknown.returncode == 2 and "no job 'raysubmit_nosuchjob'" in unknown.stderr
+
+
+def test_rayjobs_submit_status_logs_cancel_and_resubmit_resumes(head_node, tmp_path, tiny_bert):
+    address, env = head_node
+    texts = write_texts(tmp_path / "in", rows=240, files=2)
+    out = tmp_path / "out"
+    overrides = [
+        *slow_job_overrides(tmp_path / "in", out, tiny_bert),
+        "input.shard_rows=24",
+        "job.progress_interval_s=1",
+    ]
+
+    def submit(*extra: str) -> str:
+        for _ in range(6):  # the head's job agent can come up after its dashboard does
+            done = rayjobs_cli(
+                env, "submit", "embed_texts", *overrides, *extra, "--address", address, timeout=300
+            )
+            if "No available agent" not in done.stderr:
+                break
+            time.sleep(5)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.strip()
+
+    def status(job_id: str) -> dict:
+        done = rayjobs_cli(env, "status", job_id, "--json", "--address", address)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first = submit("+runtime.env_vars.SLOW_EMBEDDER_SECONDS=3")  # 8 rows per 3 s: time to look
+    assert first.startswith("raysubmit_")
+    wait_for(lambda: (status(first).get("rows_done") or 0) >= 24, 240, "first shard")
+    running = status(first)
+    assert running["state"] == "running" and running["job"] == "embed_texts"
+    assert running["rows_total"] == 240 and 24 <= running["rows_done"] < 240
+    assert running["rows_per_s"] > 0 and running["eta_s"] > 0 and running["output_path"] == str(out)
+    line = rayjobs_cli(env, "status", first, "--address", address).stdout
+    assert f"{first}  embed_texts  running  " in line and "/240 rows" in line and "ETA" in line
+    logs = rayjobs_cli(env, "logs", first, "--address", address).stdout
+    assert "embed_texts: " in logs and "rows/s" in logs
+
+    cancel = rayjobs_cli(env, "cancel", first, "--address", address)
+    assert cancel.returncode == 0 and "stopping" in cancel.stdout
+    wait_for(lambda: status(first)["state"] == "stopped", 60, "stopped job")
+    stopped = status(first)
+    assert stopped["rows_done"] < 240 and not (out / "_SUCCESS").exists()
+
+    second = submit()
+    wait_for(lambda: status(second)["state"] in ("succeeded", "failed"), 300, "resubmitted job")
+    final = status(second)
+    assert final["state"] == "succeeded", rayjobs_cli(env, "logs", second, "--address", address).stdout[
+        -3000:
+    ]
+    assert final["rows_done"] == final["rows_total"] == 240 and final["errors"] == 3
+    assert final["usage"]["tokens_in"] > 0 and final["usage"]["cpu_s"] > 0
+    assert "resuming: " in rayjobs_cli(env, "logs", second, "--address", address).stdout
+    followed = rayjobs_cli(env, "logs", second, "--follow", "--address", address)
+    assert "embed_texts: done: 237 rows written, 3 errors" in followed.stdout
+    ids = pq.read_table(out / "data", columns=["id"])["id"].to_pylist()
+    assert sorted(ids) == sorted(k for k, text in texts.items() if text and text.strip())
+    listed = rayjobs_cli(env, "list", "--address", address).stdout
+    assert (
+        f"{second}  embed_texts  succeeded  240/240 rows" in listed
+        and f"{first}  embed_texts  stopped" in listed
+    )

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,8 +31,8 @@ def test_good_rows_to_data_bad_rows_to_errors(tmp_path):
     output = {"path": str(tmp_path), "results": ["embedding"], "columns": ["title"], "run_id": "r1"}
     manifest = write_results(batch(), output=output)
     assert manifest.to_pylist() == [
-        {"shard": 3, "parts": 1, "rows": 3, "errors": 1, "filtered": 0, "batch_sizes": "{}"},
-        {"shard": 4, "parts": 1, "rows": 2, "errors": 0, "filtered": 0, "batch_sizes": "{}"},
+        {"shard": 3, "parts": 1, "rows": 3, "errors": 1, "filtered": 0, "batch_sizes": "{}", "usage": "{}"},
+        {"shard": 4, "parts": 1, "rows": 2, "errors": 0, "filtered": 0, "batch_sizes": "{}", "usage": "{}"},
     ]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
         part_name(3, 5, "r1"),
@@ -133,3 +135,16 @@ def test_file_names_are_injective_and_stay_inside_files():
     for name in names:
         assert name.startswith("files/") and ".." not in name.split("/") and "//" not in name
     assert file_name("sub/cat.jpg@1", "webp") == "files/sub/cat.jpg@1.webp"
+
+
+def test_token_usage_counts_written_rows_once_per_batch(tmp_path):
+    table = batch().append_column(
+        "input_ids", pa.array([[1, 2], [3], [4, 5, 6], [7], [8, 9]], pa.list_(pa.int32()))
+    )
+    table = table.append_column(
+        "completion_tokens", pa.array([[2, 3], [9], [1], [4], [0]], pa.list_(pa.int64()))
+    )
+    output = {"path": str(tmp_path), "results": ["embedding"], "columns": [], "run_id": "r1"}
+    manifest = write_results(table, output=output).to_pylist()
+    # Row "b" errored: its 1 input token and 9 completion tokens are not counted.
+    assert [json.loads(row["usage"]) for row in manifest] == [{"tokens_in": 8, "tokens_out": 10}, {}]

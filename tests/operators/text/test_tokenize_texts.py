@@ -28,6 +28,7 @@ def test_tokenizes_flags_truncation_and_records_bad_texts(tiny_bert_st):
     }
     assert lengths[4] == 16 and rows[4]["truncated"]  # max_seq_length from sentence_bert_config.json
     assert not rows[0]["truncated"] and not rows[5]["truncated"] and 3 <= lengths[0] < 16
+    assert {i: rows[i]["prompt_tokens"] for i in rows} == lengths  # usage: the tokens the model reads
 
 
 def test_good_rows_come_shortest_first(tiny_bert):
