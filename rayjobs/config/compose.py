@@ -6,6 +6,7 @@ import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -43,11 +44,15 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("package_model", package_model_path, replace=True)
 
 
-def compose(job: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """The resolved config of `job` with Hydra-style overrides, e.g. ["model=minilm_offline"]."""
+def compose(job: str, overrides: Sequence[str] = (), **settings: Any) -> DictConfig:
+    """The resolved config of `job` with Hydra-style overrides, e.g. ["model=minilm_offline"], and
+    keyword settings, e.g. **{"input.path": "texts/", "model": "minilm_offline"} (after them)."""
     if job not in CONFIGS:
         raise ConfigError("job", f"unknown job {job!r}; choose one of {', '.join(CONFIGS)}")
+    if isinstance(overrides, str):
+        raise ConfigError("overrides", "must be a list of key=value strings, not one string")
     register_resolvers()
+    overrides = [*overrides, *(f"{key}={override_value(value)}" for key, value in settings.items())]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=job):
             cfg = hydra_compose(config_name=job, overrides=list(overrides))
@@ -55,6 +60,22 @@ def compose(job: str, overrides: Sequence[str] = ()) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(*_key_and_problem(error)) from None
     return cfg
+
+
+def override_value(value: Any) -> str:
+    """A Python value as Hydra's override grammar writes it (strings quoted: any path is safe)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(override_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{override_value(item)}" for key, item in value.items()) + "}"
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
 
 
 def _key_and_problem(error: Exception) -> tuple[str, str]:

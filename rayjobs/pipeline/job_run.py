@@ -29,10 +29,11 @@ from rayjobs.config.config_error import ConfigError
 from rayjobs.config.run_spec import RunSpec, parse_run
 from rayjobs.io.read_input import plan_input, read_input
 from rayjobs.io.shards import InputPlan, Shard
-from rayjobs.io.storage import filesystem, join
+from rayjobs.io.storage import filesystem, is_local, join, list_folder
 from rayjobs.pipeline import run_record
 from rayjobs.pipeline.fingerprint import fingerprint_parts
 from rayjobs.pipeline.output_folder import claim_output, outcome_rows, remove_shard_files
+from rayjobs.pipeline.progress_bar import ProgressBar, in_notebook
 from rayjobs.pipeline.run_stats import duration, pa_sum, stage_summaries, versions
 from rayjobs.pipeline.runtime import (
     Cluster,
@@ -86,6 +87,52 @@ class RunResult:
     already_done: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
     rows_filtered: int = 0
+    storage_options: dict[str, Any] = field(default_factory=dict)  # of output.path
+
+    def data(self):
+        """The written rows (data/) as a Ray Dataset."""
+        import ray.data
+
+        fs, files = self._files(DATA_DIR)
+        if not files:
+            return ray.data.from_items([])
+        if is_local(fs):
+            return ray.data.read_parquet(files)
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+        return ray.data.read_parquet(files, filesystem=PyFileSystem(FSSpecHandler(fs)))
+
+    def to_pandas(self, limit: int | None = None, folder: str = DATA_DIR):
+        """The first `limit` rows (all: None) of data/ (or errors/, filtered/) as a DataFrame."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fs, files = self._files(folder)
+        tables, rows = [], 0
+        for file in files:
+            if limit is not None and rows >= limit:
+                break
+            with fs.open(file, "rb") as handle:
+                tables.append(pq.read_table(handle))
+            rows += tables[-1].num_rows
+        if not tables:
+            return pd.DataFrame()
+        table = pa.concat_tables(tables, promote_options="default")
+        return (table if limit is None else table.slice(0, limit)).to_pandas()
+
+    def errors(self, limit: int | None = None):
+        """Errored rows: id, stage, reason (a DataFrame)."""
+        return self.to_pandas(limit, ERRORS_DIR)
+
+    def filtered(self, limit: int | None = None):
+        """Filtered rows: id, stage, the rule with its value (a DataFrame)."""
+        return self.to_pandas(limit, FILTERED_DIR)
+
+    def _files(self, folder: str) -> tuple[Any, list[str]]:
+        fs, root = filesystem(self.output_path, self.storage_options)
+        where = join(root, folder)
+        return fs, sorted(list_folder(fs, where)) if fs.exists(where) else []
 
     def summary(self) -> str:
         if self.already_done:
@@ -189,7 +236,10 @@ class JobRun:
         """Consume the write manifest: progress lines, the journal, the record, `report`
         (report.html, of every run's rows), _SUCCESS last."""
         settled: dict[int, Fraction] = {}  # input rows with an outcome, per shard
+        settled_rows = Fraction(0)  # their sum
         sizes = {shard.index: shard.rows for shard in self.todo}
+        before = self.plan.rows - sum(sizes.values())  # rows of shards earlier runs finished
+        bar = ProgressBar(self.spec.job.name, self.plan.rows, before) if in_notebook() else None
         finished: list[int] = []  # done in this run, not yet journalled
         outputs = dict.fromkeys(("rows", "errors", "filtered"), 0)  # output rows, by outcome
         last_flush = time.monotonic()
@@ -205,16 +255,21 @@ class JobRun:
                     batch_sizes.setdefault(stage, set()).add(size)
                 for name, count in json.loads(entry["usage"] or "{}").items():
                     tokens[name] = tokens.get(name, 0) + count
-                shard = entry["shard"]
-                settled[shard] = settled.get(shard, Fraction(0)) + Fraction(entry["rows"], entry["parts"])
+                shard, rows = entry["shard"], Fraction(entry["rows"], entry["parts"])
+                settled[shard] = settled.get(shard, Fraction(0)) + rows
+                settled_rows += rows
                 for name in outputs:
                     outputs[name] += entry[name]
                 if settled[shard] == sizes[shard]:
                     finished.append(shard)
+            if bar is not None:
+                bar.update(before + int(settled_rows), outputs)
             if time.monotonic() - last_flush >= interval:
-                self._journal(finished, self._progress(int(sum(settled.values())), outputs))
+                self._journal(finished, self._progress(int(settled_rows), outputs, log_it=bar is None))
                 last_flush = time.monotonic()
-        self._journal(finished, self._progress(int(sum(settled.values())), outputs, log_it=False))
+        self._journal(finished, self._progress(int(settled_rows), outputs, log_it=False))
+        if bar is not None:
+            bar.close()
         over = [s for s, n in settled.items() if n > sizes[s]]
         missing = [s.index for s in self.todo if settled.get(s.index, 0) < s.rows]
         if over or missing:
@@ -346,6 +401,7 @@ class JobRun:
             ok=ok,
             stats=stats,
             rows_filtered=total[FILTERED_DIR],
+            storage_options=dict(self.spec.output.storage_options),
         )
 
     def _write_report(self, report: ContactSheet) -> None:
@@ -427,6 +483,7 @@ def start_job(
             already_done=True,
             stats=stats,
             rows_filtered=stats.get("rows_filtered", 0),
+            storage_options=dict(spec.output.storage_options),
         )
         return run
     run.cluster = start_ray(spec.runtime)

@@ -11,6 +11,7 @@ from typing import Any
 
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.stage_spec import StageSpec
+from rayjobs.pipeline.progress_bar import in_notebook
 
 log = logging.getLogger("rayjobs")
 
@@ -66,7 +67,8 @@ def start_ray(runtime: Mapping[str, Any]) -> Cluster:
                     kwargs[key] = runtime[key]
         ray.init(**kwargs)
     context = DataContext.get_current()
-    context.enable_progress_bars = bool(runtime.get("progress_bars", True))
+    # In a notebook the job's own bar (rayjobs.pipeline.progress_bar) replaces Ray Data's.
+    context.enable_progress_bars = bool(runtime.get("progress_bars", True)) and not in_notebook()
     context.print_on_execution_start = False
     resources = ray.cluster_resources()
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))

