@@ -25,7 +25,6 @@ from rayjobs.config.config_error import ConfigError
 
 log = logging.getLogger("rayjobs")
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LIMITS = ("max_upload_mb", "max_requests_per_file", "max_running")
 
 
@@ -63,14 +62,10 @@ def build(cfg: DictConfig):
     from rayjobs.batches.batch_api import build_app
     from rayjobs.batches.batch_runner import BatchRunner
     from rayjobs.batches.batch_store import BatchStore
-    from rayjobs.config.check_config import required
+    from rayjobs.config.check_config import loopback_http, required
 
     required(cfg, "storage.path")
-    host, port = str(cfg.http.host), cfg.http.port
-    if host not in LOOPBACK:
-        raise ConfigError("http.host", f"serves on loopback only ({', '.join(LOOPBACK)}), got {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ConfigError("http.port", f"must be a port number, got {port!r}")
+    loopback_http(cfg)
     keys, models, limits = api_keys(cfg), models_of(cfg), limits_of(cfg)
     shard_rows = cfg.jobs.shard_rows
     if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:

@@ -29,7 +29,6 @@ from rayjobs.config.config_error import ConfigError
 
 log = logging.getLogger("rayjobs")
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UPLOAD_TYPES = ("image/", "application/octet-stream")
 
 
@@ -181,16 +180,12 @@ def start(cfg: DictConfig) -> str:
     """Deploy on Ray Serve and return the URL; the service runs until Serve shuts down."""
     from ray import serve
 
-    from rayjobs.config.check_config import required
+    from rayjobs.config.check_config import loopback_http, required
     from rayjobs.index.search_index import SearchIndex
     from rayjobs.pipeline.runtime import start_ray
 
     required(cfg, "index.path")
-    host, port = str(cfg.http.host), cfg.http.port
-    if host not in LOOPBACK:
-        raise ConfigError("http.host", f"serves on loopback only ({', '.join(LOOPBACK)}), got {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ConfigError("http.port", f"must be a port number, got {port!r}")
+    host, port = loopback_http(cfg)
     limits = limits_of(cfg)
     storage = dict(cfg.index.get("storage_options") or {})
     SearchIndex(str(cfg.index.path), storage)  # fail here, with one line, rather than in a replica

@@ -196,16 +196,18 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-_shapes: dict[int, tuple[int, int, int]] = {}  # id of a loaded processor -> its output shape
+# id of a loaded processor -> (the processor, its output shape): holding the processor keeps its
+# id from being reused by another one once load_image_processor's cache lets it go.
+_shapes: dict[int, tuple[object, tuple[int, int, int]]] = {}
 
 
 def _output_shape(processor) -> tuple[int, int, int]:
     """(3, H, W) the processor produces, probed once per processor."""
-    shape = _shapes.get(id(processor))
-    if shape is None:
-        shape = _shapes[id(processor)] = tuple(
-            _pixel_values(processor, [Image.new("RGB", (64, 48))]).shape[1:]
-        )
+    known = _shapes.get(id(processor))
+    if known is not None and known[0] is processor:
+        return known[1]
+    shape = tuple(_pixel_values(processor, [Image.new("RGB", (64, 48))]).shape[1:])
+    _shapes[id(processor)] = (processor, shape)
     return shape
 
 

@@ -41,14 +41,9 @@ class ChatRequest:
 
 def parse_request(line: str) -> ChatRequest:
     """One JSONL line; `error` says why it cannot be served (the line still gets an output)."""
-    try:
-        request = json.loads(line)
-    except ValueError as error:
-        return ChatRequest(None, error=f"invalid JSON: {error}")
-    if not isinstance(request, dict):
-        return ChatRequest(None, error="a request line must be a JSON object")
-    custom_id = request.get("custom_id")
-    custom_id = str(custom_id) if custom_id is not None else None
+    request, custom_id, problem = _decode(line)
+    if request is None:
+        return ChatRequest(None, error=problem)
     problem = _problem(request)
     if problem:
         return ChatRequest(custom_id, error=problem)
@@ -77,13 +72,9 @@ class EmbeddingRequest:
 
 def parse_embedding_request(line: str) -> EmbeddingRequest:
     """One /v1/embeddings line; `error` says why it cannot be served."""
-    try:
-        request = json.loads(line)
-    except ValueError as error:
-        return EmbeddingRequest(None, error=f"invalid JSON: {error}")
-    if not isinstance(request, dict):
-        return EmbeddingRequest(None, error="a request line must be a JSON object")
-    custom_id = str(request["custom_id"]) if request.get("custom_id") is not None else None
+    request, custom_id, problem = _decode(line)
+    if request is None:
+        return EmbeddingRequest(None, error=problem)
     problem = _envelope_problem(request, EMBEDDINGS, EMBEDDING_FIELDS)
     if problem:
         return EmbeddingRequest(custom_id, error=problem)
@@ -101,6 +92,18 @@ def parse_embedding_request(line: str) -> EmbeddingRequest:
             custom_id, error=f"body.encoding_format must be float or base64, got {encoding!r}"
         )
     return EmbeddingRequest(custom_id, text, body.get("model"), encoding)
+
+
+def _decode(line: str) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """(the request object, its custom_id, None) or (None, None, why the line is not one)."""
+    try:
+        request = json.loads(line)
+    except ValueError as error:
+        return None, None, f"invalid JSON: {error}"
+    if not isinstance(request, dict):
+        return None, None, "a request line must be a JSON object"
+    custom_id = request.get("custom_id")
+    return request, str(custom_id) if custom_id is not None else None, None
 
 
 def _envelope_problem(request: dict[str, Any], endpoint: str, fields: set[str]) -> str | None:

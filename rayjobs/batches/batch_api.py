@@ -8,6 +8,7 @@ Errors are OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 # No `from __future__ import annotations`: FastAPI reads the route functions' annotations at runtime.
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,13 +16,6 @@ from rayjobs.batches.batch_runner import JOB_OF
 from rayjobs.batches.batch_store import FINAL, BatchStore, owner_of, public
 
 OVERHEAD = 1 << 20  # multipart framing allowed on top of the file size limit
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    404: "invalid_request_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-}
 
 
 class ApiError(Exception):
@@ -44,7 +38,7 @@ def build_app(store: BatchStore, keys: list[str], limits: dict[str, int], auth: 
     def error_body(
         status: int, message: str, code: str | None = None, param: str | None = None
     ) -> JSONResponse:
-        kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        kind = "server_error" if status >= 500 else "invalid_request_error"
         return JSONResponse(
             {"error": {"message": message, "type": kind, "param": param, "code": code}}, status
         )
@@ -202,7 +196,7 @@ def build_app(store: BatchStore, keys: list[str], limits: dict[str, int], auth: 
                 f"file {source['id']} has purpose {source['purpose']!r}, not 'batch'",
                 param="input_file_id",
             )
-        now = batch_time()
+        now = int(time.time())
         item = {
             "object": "batch",
             "endpoint": endpoint,
@@ -247,12 +241,6 @@ def build_app(store: BatchStore, keys: list[str], limits: dict[str, int], auth: 
         return public(store.cancel_batch(item["id"]))
 
     return app
-
-
-def batch_time() -> int:
-    import time
-
-    return int(time.time())
 
 
 def count_lines(handle) -> int:

@@ -31,6 +31,7 @@ from rayjobs.config.config_error import ConfigError
 from rayjobs.io.openai_output import openai_lines
 from rayjobs.io.storage import join, read_text, write_bytes
 from rayjobs.pipeline import run_record
+from rayjobs.submit.job_client import CONFIG_ENV
 
 log = logging.getLogger("rayjobs")
 
@@ -74,7 +75,10 @@ class BatchRunner:
                     self.step(batch)
                 except Exception as error:  # one bad batch never stops the others
                     log.exception("batch %s: %s", batch["id"], error)
-                    self._fail(batch, "internal_error", f"{type(error).__name__}: {error}")
+                    try:
+                        self._fail(batch, "internal_error", f"{type(error).__name__}: {error}")
+                    except Exception:  # storage itself is failing: try again next round
+                        log.exception("batch %s: cannot record the failure", batch["id"])
             self.stopped.wait(self.poll_s)
 
     def step(self, batch: dict[str, Any]) -> None:
@@ -136,7 +140,7 @@ class BatchRunner:
             check_job(rayjobs.run, cfg)
         except ConfigError as error:
             return self._fail(batch, "invalid_config", f"model {batch['model']!r}: {error}")
-        env = {**os.environ, "RAYJOBS_CONFIG": OmegaConf.to_yaml(cfg)}
+        env = {**os.environ, CONFIG_ENV: OmegaConf.to_yaml(cfg)}
         if self.address:
             env["RAY_ADDRESS"] = self.address
         job = JOB_OF[batch["endpoint"]]

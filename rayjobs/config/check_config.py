@@ -90,3 +90,16 @@ def _check_shared_options(kwargs: Mapping[str, Any], key: str) -> None:
         raise ConfigError(
             f"{key}.compile", f"must be true, false or a torch.compile backend name, got {option!r}"
         )
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def loopback_http(cfg: DictConfig) -> tuple[str, int]:
+    """(host, port) of a service's `http` block: loopback only (a proxy in front exposes it)."""
+    host, port = str(cfg.http.host), cfg.http.port
+    if host not in LOOPBACK:
+        raise ConfigError("http.host", f"serves on loopback only ({', '.join(LOOPBACK)}), got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError("http.port", f"must be a port number, got {port!r}")
+    return host, port

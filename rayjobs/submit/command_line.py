@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from rayjobs.config.config_error import ConfigError
 from rayjobs.submit.job_client import (
     ClusterError,
+    UnknownJob,
     job_handle,
     list_jobs,
     status_line,
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ClusterError as error:
         print(f"rayjobs {args.command}: {error}", file=sys.stderr)
-        return 2 if args.command != "submit" and "no job" in str(error) else 1
+        return 2 if isinstance(error, UnknownJob) else 1
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rayjobs.config.compose import CPU_JOBS, MODEL_JOBS
 from rayjobs.config.config_error import ConfigError
 from rayjobs.io.storage import filesystem
 from rayjobs.pipeline import run_record
@@ -51,7 +52,11 @@ FINAL = ("succeeded", "failed", "stopped")
 
 
 class ClusterError(RuntimeError):
-    """The cluster cannot be reached, or does not know the job."""
+    """The cluster cannot be reached, or refused the job."""
+
+
+class UnknownJob(ClusterError):
+    """The cluster does not know this job id."""
 
 
 def job_client(address: str | None = None):
@@ -95,7 +100,7 @@ def submit(
         job = str(cfg.job.name)
         entrypoint = shlex.join(["python", "-m", f"rayjobs.{job}", "--config-from-env"])
         env = {CONFIG_ENV: OmegaConf.to_yaml(cfg)}
-    if check and job in rayjobs.JOBS and job != "build_index":
+    if check and job in (*MODEL_JOBS, *CPU_JOBS):  # the jobs that go through start_job
         check_job(rayjobs.run, cfg)
     path = str(cfg.output.path) if "output" in cfg and cfg.output.get("path") else None
     if path and "://" not in path and not os.path.isabs(path):
@@ -125,7 +130,7 @@ class JobHandle:
         try:
             return self.client.get_job_info(self.id)
         except Exception as error:
-            raise ClusterError(f"no job {self.id!r} on this cluster ({first_line(error)})") from None
+            raise UnknownJob(f"no job {self.id!r} on this cluster ({first_line(error)})") from None
 
     def status(self) -> dict[str, Any]:
         """State from Ray, rows / errors / rows/s / ETA / usage from the job's output folder."""

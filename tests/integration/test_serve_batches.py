@@ -240,6 +240,7 @@ def test_chat_and_embedding_batches_every_custom_id_once(service, tiny_gpt2, min
         assert by_id[f"chat-{i}"].choices[0].message.content == direct_greedy(tiny_gpt2, f"a red car {i}", 5)
     assert done.usage.output_tokens == sum(c.usage.completion_tokens for c in by_id.values()) > 0
     assert done.usage.input_tokens == sum(c.usage.prompt_tokens for c in by_id.values()) > 0
+    assert done.usage.cpu_s > 0 and done.usage.gpu_s == 0  # what the job reserved, from its run record
 
     embedded = wait(client, embed_batch.id, lambda b: b.status == "completed")
     assert embedded.request_counts.completed == 6 and embedded.error_file_id is None

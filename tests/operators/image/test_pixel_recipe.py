@@ -86,3 +86,11 @@ def test_center_crop_pads_and_cuts_as_transformers_does(shape):
     expected = transformers_crop(pixels, (8, 8), input_data_format="channels_first")
     np.testing.assert_array_equal(center_crop(pixels, (8, 8)), expected)
     np.testing.assert_array_equal(center_crop(torch.from_numpy(pixels), (8, 8)).numpy(), expected)
+
+
+def test_a_processor_never_gets_the_output_shape_of_one_that_had_its_id(tmp_path):
+    from operators.image import decode_images as module
+
+    processor = load_image_processor(write_config(tmp_path, CLIP_224))
+    module._shapes[id(processor)] = (object(), (3, 32, 32))  # a freed processor, its id now reused
+    assert module._output_shape(processor) == (3, 224, 224)
