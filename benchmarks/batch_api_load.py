@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
-from benchmarks.report import write_result
+from benchmarks.report import publish_result
 
 KEY = "bench-key"
 
@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         "figures": figures,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    path = write_result(result, args.json)
-    print(json.dumps(result, indent=2))
-    print(f"result: {path}")
+    publish_result(result, args.json)
     return result
 
 

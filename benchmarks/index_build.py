@@ -10,7 +10,6 @@ Writes benchmarks/results/build_index-<device>-<time>.json and prints it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import models
-from benchmarks.report import write_result
+from benchmarks.report import publish_result
 from benchmarks.synthetic import clustered, write_embeddings
 
 
@@ -69,9 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         "overrides": args.overrides,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    path = write_result(report, args.json)
-    print(json.dumps(report, indent=2))
-    print(f"result: {path}")
+    publish_result(report, args.json)
     return report
 
 

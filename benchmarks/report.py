@@ -20,6 +20,14 @@ def write_result(result: dict, path: Path | None = None) -> Path:
     return path
 
 
+def publish_result(result: dict, path: Path | None = None) -> Path:
+    """write_result, then print the result and where it went."""
+    path = write_result(result, path)
+    print(json.dumps(result, indent=2))
+    print(f"result: {path}")
+    return path
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks import models, synthetic
-from benchmarks.report import write_result
+from benchmarks.report import publish_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         "figures": figures,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    path = write_result(result, args.json)
-    print(json.dumps(result, indent=2))
-    print(f"result: {path}")
+    publish_result(result, args.json)
     return result
 
 
