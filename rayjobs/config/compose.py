@@ -24,6 +24,8 @@ MODEL_JOBS = (
     "generate_text",
     "generate_images",
     "score_images",
+    "embed_videos",
+    "caption_videos",
 )  # input -> model -> output
 CPU_JOBS = ("transform_images",)  # input -> CPU stages -> output, no model
 JOBS = (*MODEL_JOBS, *CPU_JOBS, "build_index")  # what rayjobs.run runs

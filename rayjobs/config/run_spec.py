@@ -44,6 +44,8 @@ class InputSpec:
     shard_rows: int = 4096
     storage_options: dict[str, Any] = field(default_factory=dict)
     extensions: tuple[str, ...] = ()
+    split_seconds: float = 300.0  # videos: the time ranges a video is cut into
+    video_column: str = "path"  # videos listed in a Parquet file: the column of paths
 
     @classmethod
     def parse(cls, node: Mapping[str, Any]) -> InputSpec:
@@ -57,6 +59,9 @@ class InputSpec:
         shard_rows = node.get("shard_rows", FORMATS[fmt].shard_rows)
         if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
             raise ConfigError("input.shard_rows", f"must be a positive integer, got {shard_rows!r}")
+        split = node.get("split_seconds", 300)
+        if isinstance(split, bool) or not isinstance(split, int | float) or split <= 0:
+            raise ConfigError("input.split_seconds", f"must be a positive number of seconds, got {split!r}")
         return cls(
             path=str(node["path"]),
             format=fmt,
@@ -66,6 +71,8 @@ class InputSpec:
             shard_rows=shard_rows,
             storage_options=dict(node.get("storage_options") or {}),
             extensions=tuple(str(e).lower() for e in node.get("extensions") or ()),
+            split_seconds=float(split),
+            video_column=str(node.get("video_column") or "path"),
         )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from rayjobs.io import image_files, parquet_input, text_lines
+from rayjobs.io import image_files, parquet_input, text_lines, video_files
 from rayjobs.io.shards import InputPlan, ReadOptions, Shard
 
 
@@ -23,6 +23,7 @@ class InputFormat:
 FORMATS: dict[str, InputFormat] = {
     "parquet": InputFormat(parquet_input.plan, parquet_input.read, 4096),
     "images": InputFormat(image_files.plan, image_files.read, 512),
+    "videos": InputFormat(video_files.plan, video_files.read, 8),
     **{
         name: InputFormat(text_lines.plan, text_lines.read, 1024, lines=True)
         for name in text_lines.LINE_FORMATS

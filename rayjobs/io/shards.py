@@ -30,6 +30,8 @@ class Shard:
     byte_start: int = 0  # csv / jsonl: the shard's byte range in `path`
     byte_end: int = 0
     files: tuple[str, ...] = field(default_factory=tuple)  # images: the files, relative to root
+    # videos: (video id, path or URL, start s, end s or None: to the stream's end), one per row
+    spans: tuple[tuple[str, str, float, float | None], ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class InputPlan:
             if left <= 0:
                 break
             take = min(left, shard.rows)
-            shards.append(replace(shard, rows=take, files=shard.files[:take] if shard.files else ()))
+            shards.append(replace(shard, rows=take, files=shard.files[:take], spans=shard.spans[:take]))
             left -= take
         return InputPlan(self.root, shards, self.schema, self.files)
 
