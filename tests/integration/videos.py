@@ -33,6 +33,7 @@ def write_video(
     codec: str = "libx264",
     rotation: int | None = None,
     gop: int | None = None,
+    options: dict[str, str] | None = None,
 ) -> list[float]:
     """A video of `segments` ((seconds, colour) each, in order); returns the cut times (seconds
     where a new segment starts, after 0). `rotation`: a display matrix (degrees, as FFmpeg's
@@ -41,7 +42,7 @@ def write_video(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     cuts, frames_done = [], 0
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
@@ -81,17 +82,43 @@ def audio_only(path: Path, seconds: float = 1.0) -> None:
             container.mux(packet)
 
 
+def noise_video(path: Path, seconds: float, fps: int = 10, **options: str) -> None:
+    """Random frames (so the encoder cannot shrink them): a file whose size tracks its length."""
+    import av
+
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(round(seconds * fps)):
+            image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
 def broken_videos(folder: Path, good: Path) -> dict[str, str]:
     """The kinds of bad input, next to `good` (an mp4 to truncate): name -> what is wrong."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "empty.mp4").write_bytes(b"")
     data = good.read_bytes()
-    (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])  # its index (moov) is at the end
     (folder / "random.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
     audio_only(folder / "audio.mp4")
+    # The index first (faststart), then half the frames: the container says 10 s and holds ~5.
+    noise_video(folder / "lying.mp4", 10, movflags="faststart")
+    whole = (folder / "lying.mp4").read_bytes()
+    (folder / "lying.mp4").write_bytes(whole[: len(whole) // 2])
+    # A Matroska codec id FFmpeg does not know: a stream it cannot decode.
+    write_video(folder / "codec.mkv", [(1, COLOURS[0])])
+    mkv = (folder / "codec.mkv").read_bytes()
+    (folder / "codec.mkv").write_bytes(mkv.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ/ISO/AVC"))
     return {
         "empty.mp4": "empty",
         "truncated.mp4": "truncated",
         "random.mp4": "random bytes",
         "audio.mp4": "audio only",
+        "lying.mp4": "says 10 s, holds about 5",
+        "codec.mkv": "unsupported codec",
     }
