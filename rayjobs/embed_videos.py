@@ -8,7 +8,8 @@ ranges (the unit of work and resume) -> decode each range with PyAV, sample fram
 upright, resize and crop with the model's image processor (CPU tasks; a video that cannot be
 decoded becomes an error row) -> ImageEmbedder (actor pool, one model per actor, on a GPU when
 the cluster has one) -> write Parquet: data/ (id `<video>@<t_start>`, video, t_start, t_end,
-frame, index, width, height, embedding), errors/ (id, stage, reason), the record and _SUCCESS.
+frame, index, width, height, embedding; with video.clip_seconds one row per window, the mean of
+its frames' vectors, and frame_count), errors/ (id, stage, reason, video), the record, _SUCCESS.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def run(cfg: DictConfig) -> RunResult:
     options = {**sampling, "model_path": cfg.model.path, "revision": cfg.model.get("revision")}
     frames = ranges.map_batches(sample_frames, fn_kwargs=options, **job.task_args())
     embedded = job.feed(frames).map_batches(ModelStage, **job.model_args())
-    manifest = embedded.map_batches(write_results, **job.write_args(RESULTS, error_columns=["video"]))
+    results = [*RESULTS, *(["frame_count"] if sampling["clip_seconds"] else [])]
+    manifest = embedded.map_batches(write_results, **job.write_args(results, error_columns=["video"]))
     return job.finish(manifest)
 
 

@@ -22,6 +22,7 @@ class ImageEmbedder:
     """
 
     inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    optional_inputs: ClassVar[tuple[str, ...]] = ("frame_count",)  # video windows (embed_videos)
     outputs: ClassVar[tuple[str, ...]] = ("embedding",)
     gpu_calls: ClassVar[int] = 2  # calls share no state: on a GPU two run at once (thread_stream)
 
@@ -61,10 +62,32 @@ class ImageEmbedder:
 
     @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pixels = batch[self.inputs[0]]
+        if getattr(pixels, "ndim", 0) == 5:  # rows of frames (a video window): their mean vector
+            return {"embedding": self._windows(pixels, np.asarray(batch["frame_count"]))}
+        return {"embedding": self._embed(pixels).cpu().numpy()}
+
+    def _embed(self, pixels):
         import torch
 
-        out = self.features(pixel_values=self.pixels(batch[self.inputs[0]]))
+        out = self.features(pixel_values=self.pixels(pixels))
         vectors = (out if isinstance(out, torch.Tensor) else out.pooler_output).float()
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
-        return {"embedding": vectors.cpu().numpy()}
+        return vectors
+
+    def _windows(self, pixels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Each row's first counts[i] frames embedded (padding is never run), then averaged; unit
+        length again when `normalize` (the mean of unit vectors is shorter)."""
+        import torch
+
+        present = np.arange(pixels.shape[1])[None, :] < counts[:, None]
+        vectors = self._embed(np.ascontiguousarray(pixels[present]))
+        owners = torch.from_numpy(np.repeat(np.arange(len(counts)), counts)).to(vectors.device)
+        sums = torch.zeros(len(counts), vectors.shape[1], device=vectors.device).index_add_(
+            0, owners, vectors
+        )
+        means = sums / torch.from_numpy(np.maximum(counts, 1)).to(sums).unsqueeze(1)
+        if self.normalize:
+            means = torch.nn.functional.normalize(means, p=2, dim=-1)
+        return means.cpu().numpy()

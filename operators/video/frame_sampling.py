@@ -28,6 +28,7 @@ class Sample:
     t_end: float
     frame: int  # the stream position of the frame that stands for [t_start, t_end)
     image: Any  # that frame, as `keep` made it (pixels for a model: kept frames stay small)
+    frames: int = 1  # a window (video.clip_seconds): how many frames `image` stacks
 
 
 def sample_fps(
@@ -95,3 +96,20 @@ def sample_scenes(
             t_end = past_end if past_end is not None else last + frame_seconds
         samples.append(Sample(first.number, first.time, t_end, shown, image))
     return samples
+
+
+def clip_windows(samples: list[Sample], clip_seconds: float) -> list[Sample]:
+    """fps samples grouped into windows [w x clip_seconds, (w + 1) x clip_seconds): one row each,
+    its image the stack of the window's kept frames (their embeddings are averaged later)."""
+    windows: dict[int, list[Sample]] = {}
+    for sample in samples:
+        windows.setdefault(math.floor(sample.t_start / clip_seconds + TOLERANCE), []).append(sample)
+    out = []
+    for number, members in windows.items():
+        size = members[0].image[0]
+        stacked = np.stack([member.image[1] for member in members])
+        t_end = min((number + 1) * clip_seconds, members[-1].t_end)
+        out.append(
+            Sample(number, number * clip_seconds, t_end, members[0].frame, (size, stacked), len(members))
+        )
+    return out

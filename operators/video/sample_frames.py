@@ -18,7 +18,7 @@ from operators.fan_out import INDEX, PARENT_ID, fan_out
 from operators.image.decode_images import _output_shape, _process, load_image_processor
 from operators.row_errors import add_error_columns, describe, good_rows, mark_errors
 from operators.video.decode_video import Frame, decode_frames, open_video
-from operators.video.frame_sampling import Sample, sample_fps, sample_scenes
+from operators.video.frame_sampling import Sample, clip_windows, sample_fps, sample_scenes
 
 STAGE = "decode"
 
@@ -29,7 +29,7 @@ class FrameKeeper(Protocol):
 
     def __call__(self, pixels: np.ndarray) -> tuple[tuple[int, int], np.ndarray]: ...
 
-    def columns(self, images: list) -> dict[str, pa.Array]: ...
+    def columns(self, images: list, per_window: int | None = None) -> dict[str, pa.Array]: ...
 
 
 VIDEO_PATH = "_video_path"  # where the read task found the video (full path or URL)
@@ -44,6 +44,7 @@ def sample_frames(
     scenes: bool = False,
     scene_threshold: float = 0.1,
     max_frames: int = 10_000,
+    clip_seconds: float | None = None,
     model_path: str | None = None,
     revision: str | None = None,
     max_side: int = 1536,
@@ -52,7 +53,11 @@ def sample_frames(
     """Fans each (video, range) row out into its samples: id `<video>@<t_start>`, index, video,
     t_start, t_end (seconds), frame (its position in the stream), width, height (upright), and
     `pixel_values` resized and cropped by `model_path`'s processor, or with no model_path the
-    frame itself as `image_rgb` / `image_shape` (longer side at most `max_side`)."""
+    frame itself as `image_rgb` / `image_shape` (longer side at most `max_side`).
+
+    `clip_seconds` (fps sampling, pixel_values): one row per window of that many seconds, its
+    `pixel_values` the window's frames (frames x 3 x H x W, zero-padded) and `frame_count`; the
+    ranges must start at multiples of it, so no window spans two tasks."""
     keep: FrameKeeper = PixelKeeper(model_path, revision) if model_path else RgbKeeper(max_side)
     table = add_error_columns(table)
     found: list[list[Sample]] = [[] for _ in range(table.num_rows)]
@@ -72,6 +77,8 @@ def sample_frames(
                     found[row] = sample_scenes(frames, start, end, scene_threshold, max_frames, keep, seconds)
                 else:
                     found[row] = sample_fps(frames, start, end, float(fps), max_frames, keep)
+                    if clip_seconds:
+                        found[row] = clip_windows(found[row], clip_seconds)
             if frames.error is not None and not found[row]:
                 raise frames.error
             if frames.error is not None:
@@ -92,7 +99,8 @@ def sample_frames(
         kept = found[row] if good[row] else []
         samples += [*kept, *([None] * (counts[row] - len(kept)))]
         failures += [None] * len(kept) + [broken[row]] * (counts[row] - len(kept))
-    return mark_errors(_with_samples(out, samples, keep), failures, STAGE)
+    per_window = math.ceil(clip_seconds * fps - 1e-9) if clip_seconds else None
+    return mark_errors(_with_samples(out, samples, keep, per_window), failures, STAGE)
 
 
 class UntilBroken:
@@ -113,7 +121,9 @@ class UntilBroken:
             self.error = error
 
 
-def _with_samples(table: pa.Table, samples: list[Sample | None], keep: FrameKeeper) -> pa.Table:
+def _with_samples(
+    table: pa.Table, samples: list[Sample | None], keep: FrameKeeper, per_window: int | None
+) -> pa.Table:
     """The fanned-out table with each sample's columns (errored rows: nulls, their range id)."""
     ids, parents = table["id"].to_pylist(), table[PARENT_ID].to_pylist()
     video_of = table["video"].to_pylist()
@@ -143,8 +153,11 @@ def _with_samples(table: pa.Table, samples: list[Sample | None], keep: FrameKeep
         else:
             table = table.append_column(name, array)
     table = table.drop_columns([VIDEO_PATH, RANGE_START, RANGE_END])
-    for name, array in keep.columns(images).items():
+    for name, array in keep.columns(images, per_window).items():
         table = table.append_column(name, array)
+    if per_window:
+        counts = [0 if sample is None else sample.frames for sample in samples]
+        table = table.append_column("frame_count", pa.array(counts, pa.int32()))
     return table
 
 
@@ -161,10 +174,13 @@ class PixelKeeper:
             raise ValueError(failures[0])
         return pixels.shape[:2], values[0]
 
-    def columns(self, images: list) -> dict[str, pa.Array]:
-        stacked = np.zeros((len(images), *self.shape), np.uint8)
+    def columns(self, images: list, per_window: int | None = None) -> dict[str, pa.Array]:
+        """N x 3 x H x W, or with `per_window` N x per_window x 3 x H x W (windows zero-padded)."""
+        stacked = np.zeros((len(images), *((per_window,) if per_window else ()), *self.shape), np.uint8)
         for row, image in enumerate(images):
-            if image is not None:
+            if image is not None and per_window:
+                stacked[row, : len(image[1])] = image[1]
+            elif image is not None:
                 stacked[row] = image[1]
         return {"pixel_values": tensor_to_arrow(stacked)}
 
@@ -182,7 +198,7 @@ class RgbKeeper:
             return pixels.shape[:2], np.asarray(image)
         return pixels.shape[:2], pixels
 
-    def columns(self, images: list) -> dict[str, pa.Array]:
+    def columns(self, images: list, per_window: int | None = None) -> dict[str, pa.Array]:
         raws = [None if image is None else image[1].tobytes() for image in images]
         shapes = np.array([(0, 0, 3) if image is None else image[1].shape for image in images], np.int32)
         return {"image_rgb": pa.array(raws, pa.large_binary()), "image_shape": tensor_to_arrow(shapes)}

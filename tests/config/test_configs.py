@@ -31,6 +31,8 @@ JOB_IO = {
         ("image_rgb", "image_shape"),
     ),
     "score_images": (("pixel_values",), ("clip_score", "clip_cosine")),
+    "embed_videos": (("pixel_values",), ("embedding",)),
+    "caption_videos": (("pixel_values",), ("caption", "generated_tokens")),
 }
 REQUIRED = ["input.path=/data/in", "output.path=/data/out"]
 
@@ -58,7 +60,7 @@ def test_every_model_binds_to_its_operator_signature(model):
         node = OmegaConf.to_container(cfg.model, resolve=True)
         inputs, outputs = JOB_IO[job]
         made_in, made_out = operator_io(cfg)
-        if job == "caption_images":
+        if job in ("caption_images", "caption_videos"):
             from rayjobs.caption_images import captioner_inputs
 
             inputs = captioner_inputs(cfg.model._target_)  # fixed-size pixels, or whole images for VLMs

@@ -136,6 +136,9 @@ def test_bad_video_settings_fail_before_ray(videos, tmp_path, tiny_clip):
         ("video.scene_threshold=2", "video.scene_threshold"),
         ("video.max_frames=-1", "video.max_frames"),
         ("input.split_seconds=0", "input.split_seconds"),
+        ("video.clip_seconds=7", "input.split_seconds"),
+        ("video.fsp=2", "video.fsp"),  # 300 s ranges: windows would span two
+        ("model.decode=device", "model.decode"),
     ]:
         with pytest.raises(ConfigError) as caught:
             rayjobs.run(
@@ -200,3 +203,24 @@ def test_videos_read_from_s3_and_listed_in_a_text_file(local_ray, videos, s3, tm
     ids = sorted(table["id"].to_pylist())
     assert (result.rows_written, result.rows_errored) == (14, 0)
     assert ids == sorted([f"a.mp4@{t}.000" for t in range(6)] + [f"clips/long.mp4@{t}.000" for t in range(8)])
+
+
+def test_clip_windows_average_their_frames(local_ray, videos, tmp_path, tiny_clip):
+    """video.clip_seconds=2 at 2 fps: one row per 2 s window, the unit mean of its 4 frames' vectors."""
+    folder, _ = videos
+    out = tmp_path / "out"
+    extra = ("video.fps=2", "video.clip_seconds=2", "input.split_seconds=4", "model.batch_size=2")
+    result = rayjobs.run(rayjobs.compose("embed_videos", settings(folder / "a.mp4", out, tiny_clip, *extra)))
+
+    rows = sorted(pq.read_table(out / "data").to_pylist(), key=lambda r: r["t_start"])
+    assert result.rows_written == 3
+    assert [(r["index"], r["t_start"], r["t_end"], r["frame_count"]) for r in rows] == [
+        (0, 0.0, 2.0, 4),
+        (1, 2.0, 4.0, 4),
+        (2, 4.0, 6.0, 4),
+    ]
+    for row in rows:
+        frames = [round(10 * (row["t_start"] + k / 2)) for k in range(4)]
+        direct = image_vectors(tiny_clip, [frame_png(folder / "a.mp4", number) for number in frames])
+        mean = direct.mean(axis=0)
+        assert min_cosine(np.asarray([row["embedding"]]), (mean / np.linalg.norm(mean))[None]) >= 0.9999
