@@ -6,12 +6,18 @@ plan shards of the embeddings (Parquet footers, on the driver) -> choose the ind
 count and dimension (flat below index.exact_below, else IVF-PQ; HNSW on request) -> train on a
 sample (IVF-PQ) -> fill: one Ray task per shard adds its vectors to a copy of the trained index
 and writes it with the shard's items (id + metadata) -> merge the pieces one at a time -> write
-index.faiss, index.json (parameters, the embedding model's identity, timings) and _SUCCESS.
+index.faiss, index.json (parameters, the embedding model's identity, where the items' files are,
+timings) and _SUCCESS.
+
+Video frames (embed_videos) are indexed like images: one item per frame, with video, t_start,
+t_end and frame among the metadata; index.json's source.video_root is the folder their `video`
+paths are relative to (serve_index makes frame thumbnails and serves the videos from it).
 """
 
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 from typing import Any
 
@@ -198,7 +204,8 @@ def embedding_model(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def source_info(cfg: DictConfig, source: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Where the items came from; for a folder of images, its root (thumbnails are served from it)."""
+    """Where the items came from; for a folder of images, its root, and for videos, the folder
+    their paths are relative to (thumbnails and videos are served from them)."""
     config = record.get("config") or {}
     job_input = config.get("input") or {}
     images = job_input.get("format") == "images"
@@ -206,8 +213,23 @@ def source_info(cfg: DictConfig, source: str, record: dict[str, Any]) -> dict[st
         "embeddings": source,
         "input_path": job_input.get("path"),
         "image_root": job_input.get("path") if images else None,
+        "video_root": video_root(job_input),
         "storage_options": job_input.get("storage_options") or {},
     }
+
+
+def video_root(job_input: dict[str, Any]) -> str | None:
+    """What embed_videos' `video` paths are relative to: input.path when it is a folder, else the
+    folder of the one video or of the list file it names (None for other jobs)."""
+    path = job_input.get("path")
+    if job_input.get("format") != "videos" or not path:
+        return None
+    try:
+        fs, root = filesystem(str(path), job_input.get("storage_options"))
+        folder = fs.isdir(root)
+    except Exception:  # unreachable from here: a folder is by far the usual input
+        folder = True
+    return str(path) if folder else posixpath.dirname(str(path).rstrip("/"))
 
 
 def write_json(fs, root: str, info: dict[str, Any]) -> None:

@@ -2,8 +2,14 @@
 
     python -m rayjobs.search index.path=out/photos/index query="a red shoe on white" k=10
     python -m rayjobs.search index.path=out/photos/index image=query.jpg k=5
+    python -m rayjobs.search index.path=out/videos/index query="a goal" collapse=video  # one per video
 
     rayjobs.search("out/photos/index", "a red shoe on white", k=10)    # -> pandas DataFrame
+    rayjobs.search("out/videos/index", image="frame.png", k=5, collapse="video")
+
+An index of video frames (embed_videos) answers with each frame's video, t_start and t_end
+(seconds) and score; `collapse=<column>` keeps only the best-scoring row per value of a metadata
+column (still k rows when the index holds k values), e.g. one row per video.
 
 A text query longer than the model takes is cut to its token limit, as the embedding jobs cut
 texts: the CLI says so on stderr, the DataFrame in .attrs ("truncated", "query_tokens", "token_limit").
@@ -43,17 +49,20 @@ def search(
     *,
     image: str | bytes | None = None,
     filters: Mapping[str, Any] | None = None,
+    collapse: str | None = None,
 ) -> pd.DataFrame:
-    """Top k items for a text query or an image (path or bytes): rank, position, id, score, metadata.
+    """Top k items for a text query or an image (path or bytes): rank, position, id, score, metadata
+    (for video frames: video, t_start, t_end). `collapse`: a metadata column, e.g. "video": only
+    the best row per value of it.
 
     For a text query, `.attrs` holds truncated, query_tokens and token_limit (a long query is cut)."""
     index = open_index(str(index_path))
     if image is not None:
         data = image if isinstance(image, bytes) else open(image, "rb").read()
-        return index.search_image(data, k, filters)
+        return index.search_image(data, k, filters, collapse)
     if query is None:
         raise QueryError("give a text query or an image")
-    return index.search_text(query, k, filters)
+    return index.search_text(query, k, filters, collapse)
 
 
 def run(cfg: DictConfig) -> pd.DataFrame:
@@ -69,9 +78,14 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         index = SearchIndex(str(cfg.index.path), cfg.index.get("storage_options"))
     except FileNotFoundError:
         raise ConfigError("index.path", f"{cfg.index.path!r} does not exist") from None
+    collapse = None if cfg.get("collapse") is None else str(cfg.collapse)
+    try:
+        index.check_collapse(collapse)
+    except QueryError as error:  # a key of the config: said as a config error, before the model loads
+        raise ConfigError("collapse", str(error)) from None
     if image is not None:
-        return index.search_image(image, int(cfg.k), filters)
-    return index.search_text(str(cfg.query), int(cfg.k), filters)
+        return index.search_image(image, int(cfg.k), filters, collapse)
+    return index.search_text(str(cfg.query), int(cfg.k), filters, collapse)
 
 
 def truncation_note(results: pd.DataFrame) -> str | None:

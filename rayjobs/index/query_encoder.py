@@ -1,5 +1,6 @@
 """Queries embedded with the model that embedded the index: text through the text tower, images
-through the same decode and image tower the embedding job used."""
+through the same decode and image tower the embedding job used (embed_images, or embed_videos,
+whose frames went through the same processor and tower)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pyarrow as pa
 from operators.arrow_tensors import arrow_to_tensor
 
 TEXT_JOBS = ("embed_texts",)
-IMAGE_JOBS = ("embed_images",)
+IMAGE_JOBS = ("embed_images", "embed_videos")  # jobs whose vectors an image query can match
 
 
 class QueryError(ValueError):
