@@ -8,6 +8,7 @@
     python -m benchmarks.run transform_images [--rows 512] [key=value ...]  # output images/s, CPU only
     python -m benchmarks.run generate_images [--rows 32] [--batch-size 4]  # images/s vs the pipeline alone
     python -m benchmarks.run score_images [--rows 512] [--batch-size 32]   # images/s vs ImageScorer alone
+    python -m benchmarks.run embed_videos [--rows 6] [--video-seconds 30]  # 720p h264, frames/s at 1 fps
     python -m benchmarks.run embed_texts --scale      # N and 10 x N rows: rows/s and memory stay flat
     python -m benchmarks.run embed_texts --auto-batch # rayjobs with model.batch_size=auto
     python -m benchmarks.run embed_texts --feed       # + feed ceiling (no-op model), ModelStage overhead
@@ -38,6 +39,7 @@ from benchmarks import (
     synthetic,
     text_embedding,
     text_generation,
+    video_embedding,
 )
 from benchmarks.memory import PeakMemory
 from benchmarks.report import append_table_row, write_result
@@ -51,6 +53,7 @@ DEFAULTS = {
     "transform_images": (512, 1),  # no model: the batch size is unused
     "generate_images": (32, 4),
     "score_images": (512, 32),
+    "embed_videos": (6, 32),  # rows: videos (of --video-seconds each); the table counts sampled frames
 }
 STEPS, SIDE = 4, 64  # generate_images on a CPU: a few steps of small images (--model and keys on a GPU)
 NEW_TOKENS = 32
@@ -287,9 +290,37 @@ def bench_scoring(args: argparse.Namespace, work: Path, device: str) -> dict:
     return figures
 
 
-def _override(args: argparse.Namespace, key: str, default: int) -> int:
+def bench_videos(args: argparse.Namespace, work: Path, device: str) -> dict:
+    """Sampled frames/s at video.fps (1 unless overridden) of synthetic h264 videos: decode and
+    sample on every core, the embedder alone, and rayjobs end to end, on the same files."""
+    model = args.model or models.clip_vit_b32()
+    fps = _override(args, "video.fps", 1.0, cast=float)
+    size = _video_size(args.video_size)
+    listing, videos = video_embedding.video_set(args.video_dir, args.rows, args.video_seconds, size)
+    figures: dict = {"unit": "sampled frames/s", "model": models.display_name(model)}
+    figures["inputs"] = {**video_embedding.describe(videos, args.video_seconds, size), "sample_fps": fps}
+    if not args.only_rayjobs:
+        figures.update(video_embedding.decode_ceiling(model, videos, fps))
+        rows = min(figures["sampled_frames"], CEILING_ROWS)
+        figures["model_ceiling"] = video_embedding.model_ceiling(model, rows, args.batch_size, device)
+    # One range and one task per video, so a few minutes of video spread over tasks as hours would.
+    seconds = f"{args.video_seconds:g}"
+    keys = [f"video.fps={fps:g}", f"input.split_seconds={seconds}", f"input.shard_seconds={seconds}"]
+    overrides = job_overrides(listing, work / "out", model, rayjobs_batch(args), *keys, extra=args)
+    figures.update(run_rayjobs("embed_videos", overrides, device))
+    figures["rows"] = figures["rows_out"]  # the table's rows: sampled frames, not videos
+    _shutdown_ray()
+    return figures
+
+
+def _video_size(text: str) -> tuple[int, int]:
+    width, height = (int(value) for value in text.lower().split("x"))
+    return width, height
+
+
+def _override(args: argparse.Namespace, key: str, default: float, cast: type = int) -> float:
     found = [o.split("=", 1)[1] for o in args.overrides if o.startswith(f"{key}=")]
-    return int(found[-1]) if found else default
+    return cast(found[-1]) if found else default
 
 
 def baselines(args: argparse.Namespace) -> bool:
@@ -367,6 +398,14 @@ def main(argv: list[str] | None = None) -> dict:
         "--feed", action="store_true", help="also the feed ceiling (a no-op model) and ModelStage's overhead"
     )
     parser.add_argument("--scale", action="store_true", help="also run N and 10 x N rows")
+    parser.add_argument("--video-seconds", type=float, default=30.0, help="embed_videos: each video's length")
+    parser.add_argument("--video-size", default="1280x720", help="embed_videos: WIDTHxHEIGHT of the videos")
+    parser.add_argument(
+        "--video-dir",
+        type=Path,
+        default=models.CACHE / "videos",
+        help="embed_videos: where the synthetic videos are cached (reruns skip encoding)",
+    )
     parser.add_argument("--no-table", action="store_true", help="do not append to benchmarks/README.md")
     parser.add_argument("--json", type=Path, help="write the result here instead of benchmarks/results/")
     parser.add_argument("overrides", nargs="*", help="rayjobs config overrides, e.g. model.num_threads=2")
@@ -386,6 +425,7 @@ def main(argv: list[str] | None = None) -> dict:
         "transform_images": bench_transform,
         "generate_images": bench_image_generation,
         "score_images": bench_scoring,
+        "embed_videos": bench_videos,
     }[args.job]
     figures = bench(args, work, device)
     result = {
@@ -393,10 +433,11 @@ def main(argv: list[str] | None = None) -> dict:
         "unit": figures.pop("unit", "rows/s"),
         "model": figures.pop("model"),
         "device": device_name(device),
-        "rows": args.rows,
+        "rows": figures.pop("rows", args.rows),
         "batch_size": args.batch_size,
         "rayjobs_batch_size": "auto" if args.auto_batch else args.batch_size,
         "overrides": args.overrides,
+        **({"inputs": figures.pop("inputs")} if "inputs" in figures else {}),
         "figures": figures,
         "ratios": ratios(figures),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -1,9 +1,13 @@
-"""Deterministic synthetic inputs: texts of realistic, varied lengths and JPEGs of realistic sizes."""
+"""Deterministic synthetic inputs: texts of realistic, varied lengths, JPEGs of realistic sizes and
+h264 videos with motion, texture and cuts."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +111,99 @@ def write_embeddings(folder, vectors: np.ndarray, files: int = 2, record: dict |
             row_group_size=1000,
         )
     (folder / "_run.json").write_text(json.dumps(record or {"config": {"job": {"name": "embed_texts"}}}))
+
+
+VIDEO_SIZE = (1280, 720)  # width, height: 720p
+VIDEO_FPS = 30
+SCENE_SECONDS = 5.0  # a new palette (a cut) this often: keyframes and scene changes, as in footage
+
+
+def video_frames(
+    seconds: float, seed: int = 0, size: tuple[int, int] = VIDEO_SIZE, fps: int = VIDEO_FPS
+) -> Iterator[np.ndarray]:
+    """H x W x 3 uint8 frames that keep an encoder busy: a panning gradient (new colours every
+    SCENE_SECONDS), textured blocks moving across it and grain that differs in every frame."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    per_scene = max(1, round(SCENE_SECONDS * fps))
+    pan = max(1, width // 320)  # px a frame: 4 at 720p, 120 px a second
+    side = max(8, height // 6)
+    tiles = rng.integers(0, 256, (8, side, side, 3), dtype=np.uint8)
+    grain = rng.integers(-4, 5, (height + 16, width + 16, 3)).astype(np.int16)
+    mixed = np.empty((height, width, 3), np.int16)
+    for number in range(round(seconds * fps)):
+        step = number % per_scene
+        if step == 0:
+            canvas = _scene_canvas(rng, width + pan * per_scene, height)
+            starts = rng.uniform(0, 1, (len(tiles), 2)) * (width - side, height - side)
+            speeds = rng.uniform(-6, 6, (len(tiles), 2))
+        dy, dx = (int(v) for v in rng.integers(0, 16, 2))
+        view = canvas[:, step * pan : step * pan + width]
+        np.add(view, grain[dy : dy + height, dx : dx + width], out=mixed)
+        frame = np.clip(mixed, 0, 255).astype(np.uint8)
+        for block, (x, y) in enumerate(starts + speeds * step):
+            left, top = int(x) % (width - side), int(y) % (height - side)
+            frame[top : top + side, left : left + side] = tiles[(block + number // 5) % len(tiles)]
+        yield frame
+
+
+def _scene_canvas(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """One scene's backdrop: a smooth gradient in random colours, wider than a frame (it pans)."""
+    y, x = np.ogrid[0:height, 0:width]
+    periods, phases = rng.uniform(40, 300, (3, 2)), rng.uniform(0, 6, 3)
+    channels = [
+        np.sin(x / periods[c, 0] + phases[c]) * 60 + np.cos(y / periods[c, 1] - phases[c]) * 60 + 128
+        for c in range(3)
+    ]
+    return np.stack(channels, axis=-1).astype(np.int16)
+
+
+def write_video(
+    path: Path,
+    seconds: float,
+    seed: int = 0,
+    size: tuple[int, int] = VIDEO_SIZE,
+    fps: int = VIDEO_FPS,
+    crf: int = 23,
+    preset: str = "faster",
+) -> Path:
+    """An h264 .mp4 (libx264, yuv420p, its default GOP) of video_frames; written under another
+    name and renamed, so an interrupted run never leaves a short video that looks finished."""
+    import av
+
+    partial = path.with_name(path.name + ".partial")
+    with av.open(str(partial), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": preset}
+        for pixels in video_frames(seconds, seed, size, fps):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    partial.rename(path)
+    return path
+
+
+def write_videos(
+    folder: Path,
+    count: int,
+    seconds: float,
+    size: tuple[int, int] = VIDEO_SIZE,
+    fps: int = VIDEO_FPS,
+    workers: int | None = None,
+) -> list[Path]:
+    """`count` videos in folder (video i from seed i), encoded one per core; files already there
+    are kept, so a rerun, or a run with more videos, encodes only what is missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"video-{i:03d}.mp4" for i in range(count)]
+    missing = [(path, seconds, i, size, fps) for i, path in enumerate(paths) if not path.exists()]
+    if missing:
+        workers = min(len(missing), workers or os.cpu_count() or 1)
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_video, missing))
+    return paths
+
+
+def _write_video(job: tuple[Path, float, int, tuple[int, int], int]) -> Path:
+    path, seconds, seed, size, fps = job
+    return write_video(path, seconds, seed, size, fps)

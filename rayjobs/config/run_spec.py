@@ -45,6 +45,7 @@ class InputSpec:
     storage_options: dict[str, Any] = field(default_factory=dict)
     extensions: tuple[str, ...] = ()
     split_seconds: float = 300.0  # videos: the time ranges a video is cut into
+    shard_seconds: float = 60.0  # videos: the most video a shard packs (one range at least)
     video_column: str = "path"  # videos listed in a Parquet file: the column of paths
 
     @classmethod
@@ -59,9 +60,12 @@ class InputSpec:
         shard_rows = node.get("shard_rows", FORMATS[fmt].shard_rows)
         if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
             raise ConfigError("input.shard_rows", f"must be a positive integer, got {shard_rows!r}")
-        split = node.get("split_seconds", 300)
-        if isinstance(split, bool) or not isinstance(split, int | float) or split <= 0:
-            raise ConfigError("input.split_seconds", f"must be a positive number of seconds, got {split!r}")
+        seconds = {
+            key: node.get(key, default) for key, default in (("split_seconds", 300), ("shard_seconds", 60))
+        }
+        for key, value in seconds.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"input.{key}", f"must be a positive number of seconds, got {value!r}")
         return cls(
             path=str(node["path"]),
             format=fmt,
@@ -71,7 +75,8 @@ class InputSpec:
             shard_rows=shard_rows,
             storage_options=dict(node.get("storage_options") or {}),
             extensions=tuple(str(e).lower() for e in node.get("extensions") or ()),
-            split_seconds=float(split),
+            split_seconds=float(seconds["split_seconds"]),
+            shard_seconds=float(seconds["shard_seconds"]),
             video_column=str(node.get("video_column") or "path"),
         )
 

@@ -1,7 +1,8 @@
 """Videos: a folder (searched recursively), one file, or a list (a .txt of paths, or a Parquet
 column `input.video_column`), local or fsspec URLs. Each video is cut into time ranges of
-`input.split_seconds`, the input rows: the unit of work and resume, so a long video is shared
-by several tasks. Shards pack ranges up to `input.shard_rows` rows and `split_seconds` of video.
+`input.split_seconds`, the input rows: the unit of resume, so a long video is shared by several
+tasks. A shard (one read task) packs ranges up to `input.shard_rows` rows and
+`input.shard_seconds` of video, so short clips share a task and long ranges get one each.
 
 The driver opens each video's header (16 at a time) for its duration; a video whose header
 cannot be read is one range, and its read task records why it fails.
@@ -37,7 +38,7 @@ def plan(fs, root: str, spec) -> InputPlan:
         for i in range(count):
             start = i * step
             length = min(step, duration - start) if duration else step
-            if batch and (len(batch) >= spec.shard_rows or seconds + length > step):
+            if batch and (len(batch) >= spec.shard_rows or seconds + length > spec.shard_seconds):
                 shards.append(Shard(len(shards), len(batch), spans=tuple(batch)))
                 batch, seconds = [], 0.0
             # The last range runs to the stream's end, whatever the container said.

@@ -59,7 +59,13 @@ def test_frames_at_the_expected_times_embedded_as_a_direct_model_call(local_ray,
     cfg = rayjobs.compose(
         "embed_videos",
         settings(
-            folder, out, tiny_clip, "video.fps=2", "input.split_seconds=3", "job.max_error_fraction=0.5"
+            folder,
+            out,
+            tiny_clip,
+            "video.fps=2",
+            "input.split_seconds=3",
+            "input.shard_seconds=3",  # long.mp4's three ranges in three tasks
+            "job.max_error_fraction=0.5",
         ),
     )
     result = rayjobs.run(cfg)
@@ -136,6 +142,7 @@ def test_bad_video_settings_fail_before_ray(videos, tmp_path, tiny_clip):
         ("video.scene_threshold=2", "video.scene_threshold"),
         ("video.max_frames=-1", "video.max_frames"),
         ("input.split_seconds=0", "input.split_seconds"),
+        ("input.shard_seconds=-1", "input.shard_seconds"),
         ("video.clip_seconds=7", "input.split_seconds"),
         ("video.fsp=2", "video.fsp"),  # 300 s ranges: windows would span two
         ("model.decode=device", "model.decode"),

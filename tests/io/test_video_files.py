@@ -27,7 +27,7 @@ def folder(tmp_path_factory):
 
 
 def test_long_videos_are_split_and_short_ones_share_a_shard(folder):
-    found = plan(folder, split_seconds=3, shard_rows=8)
+    found = plan(folder, split_seconds=3, shard_seconds=3, shard_rows=8)
     spans = [[(name, start, end) for name, _, start, end in shard.spans] for shard in found.shards]
     assert spans == [
         [("clips/c0.webm", 0, None), ("clips/c1.webm", 0, None), ("clips/c2.webm", 0, None)],
@@ -36,7 +36,15 @@ def test_long_videos_are_split_and_short_ones_share_a_shard(folder):
         [("long.mp4", 6.0, None)],  # the last range runs to the stream's end
     ]
     assert (found.rows, found.files) == (6, 4)
-    assert [len(s.spans) for s in plan(folder, split_seconds=3, shard_rows=2).shards] == [2, 1, 1, 1, 1]
+    assert [len(s.spans) for s in plan(folder, split_seconds=3, shard_seconds=3, shard_rows=2).shards] == [
+        2,
+        1,
+        1,
+        1,
+        1,
+    ]
+    # Up to shard_seconds of video per task: 10 s of video all in one shard by default.
+    assert [len(s.spans) for s in plan(folder, split_seconds=3).shards] == [6]
 
 
 def test_lists_of_videos_in_text_and_parquet(folder):
