@@ -123,11 +123,11 @@ def decode_ceiling(model_path: str, videos: list[Path], fps: float, workers: int
 def model_ceiling(model_path: str, rows: int, batch_size: int, device: str) -> float:
     """Rows/s of the job's ImageEmbedder alone on a pre-made batch of uint8 pixels shaped as the
     processor makes them: no decode, no Ray."""
-    from operators.image.decode_images import _output_shape, load_image_processor
+    from operators.image.decode_images import load_image_processor, output_shape
     from operators.image.image_embedder import ImageEmbedder
 
     embedder = ImageEmbedder(model_path, device=device)
-    shape = _output_shape(load_image_processor(model_path))
+    shape = output_shape(load_image_processor(model_path))
     pixels = np.random.default_rng(0).integers(0, 256, (batch_size, *shape), dtype=np.uint8)
     batch = {"pixel_values": pixels}
     embedder(batch)  # warm-up: allocations, kernels picked

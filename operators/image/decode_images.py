@@ -113,10 +113,10 @@ def decode_images(
 ) -> pa.Table:
     """Adds `output_column` (uint8 pixels, N x 3 x H x W); undecodable images become errors."""
     processor = load_image_processor(model_path, revision)
-    draft = _output_shape(processor)[1:] if jpeg_draft else None
+    draft = output_shape(processor)[1:] if jpeg_draft else None
     table = add_error_columns(table)
     images, reasons = open_rows(table, image_column, max_pixels, draft)
-    pixels, failures = _process(processor, images)
+    pixels, failures = process_images(processor, images)
     reasons = [reason or failure for reason, failure in zip(reasons, failures, strict=True)]
     table = mark_errors(table, reasons, STAGE)
     stale = [c for c in (output_column, *([] if keep_image else [image_column])) if c in table.column_names]
@@ -140,7 +140,7 @@ def pixels_from_rgb(
         raws, shapes = table["image_rgb"].to_pylist(), table["image_shape"].to_pylist()
         for i in np.flatnonzero(good_rows(table)):
             images[i] = rgb_image(raws[i], shapes[i])
-    pixels, failures = _process(processor, images)
+    pixels, failures = process_images(processor, images)
     table = mark_errors(table, failures, STAGE)
     table = table.drop_columns([c for c in (output_column,) if c in table.column_names])
     return table.append_column(output_column, tensor_to_arrow(pixels))
@@ -164,9 +164,9 @@ def open_rows(
     return images, reasons
 
 
-def _process(processor, images: list[Image.Image | None]) -> tuple[np.ndarray, list[str | None]]:
+def process_images(processor, images: list[Image.Image | None]) -> tuple[np.ndarray, list[str | None]]:
     """Resize and crop every decoded image; a failing image is retried alone and reported."""
-    shape = _output_shape(processor)
+    shape = output_shape(processor)
     pixels = np.zeros((len(images), *shape), dtype=np.uint8)
     failures: list[str | None] = [None] * len(images)
     rows = [i for i, image in enumerate(images) if image is not None]
@@ -201,7 +201,7 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 _shapes: dict[int, tuple[object, tuple[int, int, int]]] = {}
 
 
-def _output_shape(processor) -> tuple[int, int, int]:
+def output_shape(processor) -> tuple[int, int, int]:
     """(3, H, W) the processor produces, probed once per processor."""
     known = _shapes.get(id(processor))
     if known is not None and known[0] is processor:

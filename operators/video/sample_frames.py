@@ -15,7 +15,7 @@ from PIL import Image
 
 from operators.arrow_tensors import tensor_to_arrow
 from operators.fan_out import INDEX, PARENT_ID, fan_out
-from operators.image.decode_images import _output_shape, _process, load_image_processor
+from operators.image.decode_images import load_image_processor, output_shape, process_images
 from operators.row_errors import add_error_columns, describe, good_rows, mark_errors
 from operators.video.decode_video import Frame, decode_frames, open_video
 from operators.video.frame_sampling import Sample, clip_windows, sample_fps, sample_scenes
@@ -59,6 +59,7 @@ def sample_frames(
     `pixel_values` the window's frames (frames x 3 x H x W, zero-padded) and `frame_count`; the
     ranges must start at multiples of it, so no window spans two tasks."""
     keep: FrameKeeper = PixelKeeper(model_path, revision) if model_path else RgbKeeper(max_side)
+    options = {"fps": fps, "scenes": scenes, "threshold": scene_threshold, "limit": max_frames}
     table = add_error_columns(table)
     found: list[list[Sample]] = [[] for _ in range(table.num_rows)]
     reasons: list[str | None] = [None] * table.num_rows
@@ -66,28 +67,14 @@ def sample_frames(
     paths = table[VIDEO_PATH].to_pylist()
     starts, ends = table[RANGE_START].to_pylist(), table[RANGE_END].to_pylist()
     for row in np.flatnonzero(good_rows(table)):
-        start, end = starts[row], ends[row] if ends[row] is not None else math.inf
+        end = ends[row] if ends[row] is not None else math.inf
         try:
             fs, path = fsspec.core.url_to_fs(paths[row], **(storage_options or {}))
-            with open_video(path, fs) as container:
-                rate = container.streams.video[0].average_rate
-                frames = UntilBroken(decode_frames(container, start))
-                if scenes:
-                    seconds = 1.0 / float(rate) if rate else 0.0
-                    found[row] = sample_scenes(frames, start, end, scene_threshold, max_frames, keep, seconds)
-                else:
-                    found[row] = sample_fps(frames, start, end, float(fps), max_frames, keep)
-                    if clip_seconds:
-                        found[row] = clip_windows(found[row], clip_seconds)
-            if frames.error is not None and not found[row]:
-                raise frames.error
-            if frames.error is not None:
-                broken[row] = f"decoding stopped after {frames.last:.3f} s: {describe(frames.error)}"
-            elif not found[row]:
-                until = "its end" if end == math.inf else f"{end:g} s"
-                reasons[row] = f"no frames from {start:g} s to {until}: the video ends before it"
+            found[row], broken[row] = sample_range(path, fs, starts[row], end, keep, **options)
         except Exception as error:  # FFmpeg's errors are this video's, not the batch's
             reasons[row] = describe(error)
+        if clip_seconds:
+            found[row] = clip_windows(found[row], clip_seconds)
     table = mark_errors(table, reasons, STAGE)
     good = good_rows(table)
     # A range broken after some samples: its samples, and one more child that records the failure.
@@ -99,8 +86,41 @@ def sample_frames(
         kept = found[row] if good[row] else []
         samples += [*kept, *([None] * (counts[row] - len(kept)))]
         failures += [None] * len(kept) + [broken[row]] * (counts[row] - len(kept))
-    per_window = math.ceil(clip_seconds * fps - 1e-9) if clip_seconds else None
+    # One slot more than the window's 1/fps times: its first frame may stand for a time before it.
+    per_window = math.ceil(clip_seconds * fps) + 1 if clip_seconds else None
     return mark_errors(_with_samples(out, samples, keep, per_window), failures, STAGE)
+
+
+def sample_range(
+    path: str,
+    fs: Any,
+    start: float,
+    end: float,
+    keep: FrameKeeper,
+    *,
+    fps: float | None,
+    scenes: bool,
+    threshold: float,
+    limit: int,
+) -> tuple[list[Sample], str | None]:
+    """(the samples of [start, end), why decoding stopped early after them or None); raises
+    when the video cannot be opened, fails before any sample, or has no frame in the range."""
+    with open_video(path, fs) as container:
+        rate = container.streams.video[0].average_rate
+        frames = UntilBroken(decode_frames(container, start))
+        if scenes:
+            seconds = 1.0 / float(rate) if rate else 0.0
+            samples = sample_scenes(frames, start, end, threshold, limit, keep, seconds)
+        else:
+            samples = sample_fps(frames, start, end, float(fps), limit, keep)
+    if frames.error is not None and not samples:
+        raise frames.error
+    if frames.error is not None:
+        return samples, f"decoding stopped after {frames.last:.3f} s: {describe(frames.error)}"
+    if not samples:
+        until = "its end" if end == math.inf else f"{end:g} s"
+        raise ValueError(f"no frames from {start:g} s to {until}: the video ends before it")
+    return samples, None
 
 
 class UntilBroken:
@@ -166,10 +186,10 @@ class PixelKeeper:
 
     def __init__(self, model_path: str, revision: str | None) -> None:
         self.processor = load_image_processor(model_path, revision)
-        self.shape = _output_shape(self.processor)  # every batch's column alike, all-error ones too
+        self.shape = output_shape(self.processor)  # every batch's column alike, all-error ones too
 
     def __call__(self, pixels: np.ndarray) -> tuple[tuple[int, int], np.ndarray]:
-        values, failures = _process(self.processor, [Image.fromarray(pixels)])
+        values, failures = process_images(self.processor, [Image.fromarray(pixels)])
         if failures[0]:
             raise ValueError(failures[0])
         return pixels.shape[:2], values[0]

@@ -93,4 +93,4 @@ def test_a_processor_never_gets_the_output_shape_of_one_that_had_its_id(tmp_path
 
     processor = load_image_processor(write_config(tmp_path, CLIP_224))
     module._shapes[id(processor)] = (object(), (3, 32, 32))  # a freed processor, its id now reused
-    assert module._output_shape(processor) == (3, 224, 224)
+    assert module.output_shape(processor) == (3, 224, 224)
