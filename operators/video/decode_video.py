@@ -5,7 +5,7 @@ upright (the display matrix applied) and timed in seconds from the stream's star
 from __future__ import annotations
 
 import math
-import posixpath
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,13 +47,12 @@ def open_video(path: str, fs: Any = None) -> Iterator[Any]:
     raises ValueError naming what is wrong (no video stream, no decoder) otherwise."""
     import av
 
-    if fs is not None and not _local(fs):
-        handle = fs.open(path, "rb")  # seekable: PyAV reads the index and only the ranges it needs
-    else:
-        handle = None
+    remote = fs is not None and not _local(fs)
+    if (fs.size(path) if remote else os.path.getsize(path)) == 0:  # FFmpeg would only say "invalid data"
+        raise ValueError("empty file (0 bytes)")
+    # Remote files open seekable: PyAV reads the index and then only the byte ranges it needs.
+    handle = fs.open(path, "rb") if remote else None
     try:
-        if handle is None and posixpath.exists(path) and posixpath.getsize(path) == 0:
-            raise ValueError("empty file (0 bytes)")
         container = av.open(handle if handle is not None else path, "r")
         try:
             if not container.streams.video:
