@@ -46,11 +46,11 @@ def plan(fs, root: str, spec) -> InputPlan:
     shards: list[Shard] = []
     batch: list[tuple[str, str, float, float | None]] = []  # (video id, path, start, end or None)
     seconds = 0.0  # of video in `batch`
-    for (name, path), duration in zip(videos, durations, strict=True):
-        count = max(1, -int(-duration // step)) if duration else 1
+    for (name, path), total in zip(videos, durations, strict=True):
+        count = max(1, -int(-total // step)) if total else 1
         for i in range(count):
             start = i * step
-            length = min(step, duration - start) if duration else step
+            length = min(step, total - start) if total else step
             if batch and (len(batch) >= spec.shard_rows or seconds + length > spec.shard_seconds):
                 shards.append(Shard(len(shards), len(batch), spans=tuple(batch)))
                 batch, seconds = [], 0.0
