@@ -336,7 +336,7 @@ class JobRun:
     def usage(self, seconds: float, tokens: dict[str, int], rows: int) -> dict[str, Any]:
         """What this run held and made: GPU-seconds its actor pools reserved (actors x GPUs x wall
         time), CPU-seconds (the cluster's CPUs over the run when it has CPU stages, which Ray Data
-        may spread over all of them; else the pools' own), tokens or images, and a cost when
+        may spread over all of them; else the pools' own), tokens, images or frames, and a cost when
         runtime.gpu_hour_cost / cpu_hour_cost are set."""
         gpu_s = cpu_s = 0.0
         for spec in self.spec.models.values():
@@ -347,6 +347,8 @@ class JobRun:
         usage: dict[str, Any] = {"gpu_s": round(gpu_s, 1), "cpu_s": round(cpu_s, 1), **tokens}
         if self.spec.job.name.endswith("_images"):
             usage["images"] = rows
+        elif self.spec.job.name.endswith("_videos"):
+            usage["frames"] = rows  # sampled frames (or windows), not videos
         rates = {key: self.spec.runtime.get(f"{key}_hour_cost") for key in ("gpu", "cpu")}
         if any(rate is not None for rate in rates.values()):
             cost = sum(usage[f"{key}_s"] / 3600 * float(rate or 0) for key, rate in rates.items())

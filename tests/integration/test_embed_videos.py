@@ -113,6 +113,7 @@ def test_frames_at_the_expected_times_embedded_as_a_direct_model_call(local_ray,
     assert all("the video ends before it" in e["reason"] for e in errors if e["video"] == "bad/lying.mp4")
     assert {e["stage"] for e in errors} == {"decode"}
     assert (result.rows_written, result.rows_errored) == (len(rows), len(errors))
+    assert result.stats["usage"]["frames"] == len(rows) + len(errors)
 
 
 def test_scene_mode_finds_the_known_cuts(local_ray, videos, tmp_path, tiny_clip):
