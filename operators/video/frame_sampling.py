@@ -41,7 +41,12 @@ def sample_fps(
     for frame in frames:
         if previous >= end or len(samples) >= limit:
             break
-        slot = math.floor(previous * fps + TOLERANCE) + 1 if previous > -math.inf else 0
+        # The first time slot after the previous frame; with none decoded (the stream's start, or a
+        # seek that landed late), the range's first slot, so no index is ever given twice.
+        if previous > -math.inf:
+            slot = math.floor(previous * fps + TOLERANCE) + 1
+        else:
+            slot = math.ceil(start * fps - TOLERANCE)
         if start - TOLERANCE <= frame.time < end - TOLERANCE and slot / fps <= frame.time + TOLERANCE:
             image = keep(frame.pixels())
             samples.append(Sample(slot, frame.time, frame.time + 1.0 / fps, frame.number, image))
