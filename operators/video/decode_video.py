@@ -4,6 +4,7 @@ upright (the display matrix applied) and timed in seconds from the stream's star
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -95,12 +96,21 @@ def decode_frames(container, start: float = 0.0, threads: int = 0) -> Iterator[F
     base = stream.time_base
     origin = stream.start_time or 0
     fps = float(stream.average_rate or stream.guessed_rate or 25)
+    frames = container.decode(stream)
     if start > 0:
         # One frame early: a keyframe exactly at `start` would leave its predecessor undecoded.
         target = max(0.0, start - 1.5 / fps)
         container.seek(origin + int(target / base), stream=stream, backward=True, any_frame=False)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is not None and first.pts is not None and (first.pts - origin) * base > target:
+            # The index pointed past it (a damaged or missing index): decode from the start instead.
+            container.seek(origin, stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+        elif first is not None:
+            frames = itertools.chain([first], frames)
     last = -math.inf
-    for frame in container.decode(stream):
+    for frame in frames:
         if frame.pts is not None:
             time = float((frame.pts - origin) * base)
         else:  # no timestamp: one frame after the last

@@ -80,3 +80,13 @@ def test_a_rotated_video_comes_out_upright(tmp_path):
     assert frame.shape == (64, 48, 3)
     # The white bar drawn at the stored frame's top-left shows at the top-right once turned.
     assert frame[:5, -5:].min() > 200 and frame[-5:, :5].max() < 250
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libvpx-vp9"])
+def test_a_range_starts_decoding_at_the_keyframe_before_it_not_at_zero(tmp_path, codec):
+    path = tmp_path / f"g.{'webm' if codec == 'libvpx-vp9' else 'mp4'}"
+    write_video(path, [(6, COLOURS[0]), (6, COLOURS[1])], gop=7, codec=codec)  # a keyframe every 0.7 s
+    for start in (1.0, 4.0, 11.0):
+        with open_video(str(path)) as container:
+            first = next(decode_frames(container, start)).time
+        assert start - 0.15 - 0.7 <= first <= start - 0.15  # one frame and a half early, within a GOP
