@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,16 +17,11 @@ import pytest
 
 from tests.integration.faulty_operators import slow_job_overrides
 from tests.integration.inputs import write_texts
+from tests.integration.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check, seconds: float, what: str) -> None:

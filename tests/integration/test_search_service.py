@@ -8,7 +8,6 @@ import io
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from PIL import Image
 import rayjobs
 from tests.browser import ARTIFACTS, launch
 from tests.integration.inputs import write_images
+from tests.integration.ports import free_port
 from tests.tiny_models import WORDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -194,12 +194,6 @@ def test_cli_help_and_cfg_go_through_the_shared_runner(image_index):
     assert done.returncode == 2 and done.stderr.strip() == (
         "rayjobs search: config error: index.path: is required, e.g. index.path=..."
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

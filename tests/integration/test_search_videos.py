@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -24,6 +23,7 @@ from rayjobs.config.config_error import ConfigError
 from rayjobs.index.query_encoder import QueryError
 from rayjobs.search import run as run_search
 from tests.browser import ARTIFACTS, launch
+from tests.integration.ports import free_port
 from tests.integration.videos import COLOURS, segment_frame, write_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
@@ -123,12 +123,6 @@ def test_cli_answers_video_time_and_score_one_row_per_video(video_index, tmp_pat
     start, end = segment_span(video, number)
     assert videos[0] == video and sorted(videos) == sorted(VIDEOS)
     assert start <= float(rows[0][header.index("t_start")]) < end
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.integration.ports import free_port
 from tests.integration.reference import sentence_transformer_vectors
 from tests.operators.text.test_text_generator import direct_greedy
 
@@ -30,12 +30,6 @@ SLOW = [  # an embedder that sleeps 1 s per 4 rows: time to cancel or kill a bat
     "+model.seconds_per_batch=1.0",
     "model.batch_size=4",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Service:
