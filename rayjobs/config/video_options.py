@@ -29,6 +29,13 @@ def sampling_options(cfg: DictConfig) -> dict[str, Any]:
     limit = video.get("max_frames", 10_000)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ConfigError("video.max_frames", f"must be a positive integer, got {limit!r}")
+    split = float(cfg.input.get("split_seconds", 300))
+    if not scenes and fps * split > limit:  # sample_fps stops at the limit: rows would be dropped
+        raise ConfigError(
+            "input.split_seconds",
+            f"{split:g} s at video.fps={fps:g} is {fps * split:g} samples a range, over "
+            f"video.max_frames={limit}: lower input.split_seconds (or raise video.max_frames)",
+        )
     return {
         "fps": None if scenes else float(fps),
         "scenes": scenes,

@@ -144,8 +144,9 @@ def test_bad_video_settings_fail_before_ray(videos, tmp_path, tiny_clip):
         ("video.max_frames=-1", "video.max_frames"),
         ("input.split_seconds=0", "input.split_seconds"),
         ("input.shard_seconds=-1", "input.shard_seconds"),
-        ("video.clip_seconds=7", "input.split_seconds"),
-        ("video.fsp=2", "video.fsp"),  # 300 s ranges: windows would span two
+        ("video.clip_seconds=7", "input.split_seconds"),  # 300 s ranges: windows would span two
+        ("video.fsp=2", "video.fsp"),
+        ("video.fps=60", "input.split_seconds"),  # 18,000 samples a 300 s range: over max_frames
         ("model.decode=device", "model.decode"),
     ]:
         with pytest.raises(ConfigError) as caught:
