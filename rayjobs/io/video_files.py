@@ -4,8 +4,8 @@ column `input.video_column`), local or fsspec URLs. Each video is cut into time 
 tasks. A shard (one read task) packs ranges up to `input.shard_rows` rows and
 `input.shard_seconds` of video, so short clips share a task and long ranges get one each.
 
-The driver opens each video's header (16 at a time) for its duration; a video whose header
-cannot be read is one range, and its read task records why it fails.
+The driver opens each video's header (16 at a time, 64 on object stores) for its duration; a
+video whose header cannot be read is one range, and its read task records why it fails.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from rayjobs.io.shards import InputPlan, ReadOptions, Shard, hidden, shard_table
 from rayjobs.io.storage import filesystem, is_local, read_bytes
 from rayjobs.pipeline.run_stats import duration
 
-PROBE_THREADS = 16
+PROBE_THREADS = {"local": 16, "remote": 64}  # a remote header costs round trips, not CPU
 log = logging.getLogger("rayjobs")
 
 
 def plan(fs, root: str, spec) -> InputPlan:
     videos = _list_videos(fs, root, spec)
     started = time.monotonic()
-    with ThreadPoolExecutor(PROBE_THREADS) as pool:
+    with ThreadPoolExecutor(PROBE_THREADS["local" if is_local(fs) else "remote"]) as pool:
         durations = list(pool.map(lambda video: _duration(fs, video[1]), videos))
     known = [d for d in durations if d]
     log.info(
