@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from rayjobs.io import image_files, parquet_input, text_lines, video_files
+from rayjobs.io import image_files, parquet_input, text_lines, video_files, webdataset_input
 from rayjobs.io.shards import InputPlan, ReadOptions, Shard
 
 
@@ -18,12 +18,14 @@ class InputFormat:
     read: Callable[[Shard, ReadOptions], pa.Table]
     shard_rows: int  # a sensible unit of work when the config names none
     lines: bool = False  # csv / jsonl: the reader needs every column name of the files
+    patterns: bool = False  # input.path may be a brace pattern the format expands itself
 
 
 FORMATS: dict[str, InputFormat] = {
     "parquet": InputFormat(parquet_input.plan, parquet_input.read, 4096),
     "images": InputFormat(image_files.plan, image_files.read, 512),
     "videos": InputFormat(video_files.plan, video_files.read, 8),
+    "webdataset": InputFormat(webdataset_input.plan, webdataset_input.read, 1, patterns=True),
     **{
         name: InputFormat(text_lines.plan, text_lines.read, 1024, lines=True)
         for name in text_lines.LINE_FORMATS

@@ -23,7 +23,7 @@ from rayjobs.io.storage import filesystem
 def plan_input(spec: InputSpec, limit: int | None = None) -> InputPlan:
     """List the input and cut it into shards; a missing or empty input is a ConfigError."""
     fs, root = filesystem(spec.path, spec.storage_options)
-    if not fs.exists(root):
+    if not (FORMATS[spec.format].patterns and "{" in root) and not fs.exists(root):
         raise ConfigError("input.path", f"{spec.path!r} does not exist")
     plan = FORMATS[spec.format].plan(fs, root, spec)
     if plan.rows == 0:

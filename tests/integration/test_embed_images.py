@@ -144,3 +144,61 @@ def test_cli_embeds_a_folder(tmp_path, tiny_clip):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "embed_images: done: 6 rows written, 2 errors" in done.stdout
     assert len(vectors_by_id(tmp_path / "out")) == 6
+
+
+def test_webdataset_tars_embed_like_image_files(local_ray, tmp_path, tiny_clip):
+    """WebDataset shards (a brace pattern): ids are the samples' keys, vectors equal a direct model
+    call, a corrupt image member and a tar cut inside a member are error rows, nothing else lost."""
+    import io
+    import tarfile
+
+    def write_tar(path, members: dict[str, bytes]) -> None:
+        with tarfile.open(path, "w") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    images = {f"s{i:03d}": jpeg(i, (40 + i, 32)) for i in range(12)}
+    write_tar(
+        shards / "d-000.tar",
+        {
+            f"{k}.{ext}": v if ext == "jpg" else k.encode()
+            for k, v in list(images.items())[:6]
+            for ext in ("jpg", "txt")
+        },
+    )
+    members = {f"{k}.jpg": v for k, v in list(images.items())[6:]}
+    members["s009.jpg"] = b"\xff\xd8 not a jpeg"  # a corrupt member
+    write_tar(shards / "d-001.tar", members)
+    with tarfile.open(shards / "d-001.tar") as tar:
+        cut = tar.getmember("s011.jpg").offset_data + 50
+    (shards / "d-001.tar").write_bytes((shards / "d-001.tar").read_bytes()[:cut])
+    cfg = rayjobs.compose(
+        "embed_images",
+        [
+            "input=webdataset",
+            f"input.path='{shards}/d-{{000..001}}.tar'",  # quoted: Hydra's grammar reads braces
+            f"output.path={tmp_path / 'out'}",
+            f"model.path={tiny_clip}",
+            "model.batch_size=4",
+            "runtime.progress_bars=false",
+            "job.max_error_fraction=0.5",
+        ],
+    )
+    result = rayjobs.run(cfg)
+
+    ours = vectors_by_id(tmp_path / "out")
+    good = [k for k in images if k not in ("s009", "s011")]
+    assert sorted(ours) == good
+    assert (
+        min_cosine(np.stack([ours[k] for k in good]), image_vectors(tiny_clip, [images[k] for k in good]))
+        >= 0.999
+    )
+    errors = {e["id"]: e for e in pq.read_table(tmp_path / "out" / "errors").to_pylist()}
+    assert set(errors) == {"s009", "d-001.tar"}
+    assert errors["s009"]["stage"] == "decode" and errors["d-001.tar"]["stage"] == "read"
+    assert errors["d-001.tar"]["reason"].startswith("tar cut short after 5 samples")  # s006-s010
+    assert (result.rows, result.rows_written, result.rows_errored) == (2, 10, 2)

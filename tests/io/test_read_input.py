@@ -29,7 +29,7 @@ def read(plan, cfg, columns, shards=None):
 
 
 def test_every_format_has_a_plan_and_a_read_and_the_config_check_knows_it():
-    assert set(FORMATS) == {"parquet", "images", "videos", "csv", "jsonl", "openai_batch"}
+    assert set(FORMATS) == {"parquet", "images", "videos", "webdataset", "csv", "jsonl", "openai_batch"}
     with pytest.raises(ConfigError) as caught:
         InputSpec.parse({"path": "x", "format": "xlsx"})
     assert caught.value.key == "input.format" and "openai_batch" in caught.value.problem
