@@ -101,7 +101,6 @@ def decode_frames(container, start: float = 0.0, threads: int = 0) -> Iterator[F
         # One frame early: a keyframe exactly at `start` would leave its predecessor undecoded.
         target = max(0.0, start - 1.5 / fps)
         container.seek(origin + int(target / base), stream=stream, backward=True, any_frame=False)
-        frames = container.decode(stream)
         first = next(frames, None)
         if first is not None and first.pts is not None and (first.pts - origin) * base > target:
             # The index pointed past it (a damaged or missing index): decode from the start instead.
