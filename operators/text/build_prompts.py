@@ -1,5 +1,6 @@
 """CPU stage ahead of a text generator: prompt text (column, template or OpenAI request) ->
-chat-templated token ids and per-row generation parameters; length-sorted to cut padding."""
+chat-templated token ids, per-row generation parameters and output constraint; length-sorted to
+cut padding."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from operators.arrow_tensors import lists_to_arrow
 from operators.model_files import local_model_dir
 from operators.row_errors import add_error_columns, good_rows, mark_errors
 from operators.text.openai_requests import parse_request
+from operators.text.output_grammar import EXTRA, grammar_error
 from operators.text.prompt_template import prompt_text
 
 STAGE = "prompt"
@@ -57,9 +59,11 @@ def build_prompts(
     openai: bool = False,
     max_new_tokens: int | None = None,
     truncate: bool = False,
+    constraint: str | None = None,
 ) -> pa.Table:
-    """Adds input_ids (list<int32>), the generation parameters (null: the model's defaults) and,
-    for OpenAI batch input, custom_id and model.
+    """Adds input_ids (list<int32>), the generation parameters (null: the model's defaults), the
+    output constraint (a row's response_format, else `constraint`; output_grammar) and, for
+    OpenAI batch input, custom_id and model.
 
     A prompt that leaves no room for its max_new_tokens (the row's, else `max_new_tokens`) in the
     model's context is an error row, or with `truncate` keeps its last tokens (where the question
@@ -71,13 +75,17 @@ def build_prompts(
     ids: list[np.ndarray] = []
     reasons: list[str | None] = []
     params = {name: [] for name in PARAMS}
-    custom_ids, models = [], []
+    custom_ids, models, constraints = [], [], []
     for record, ok in zip(records, good_rows(table), strict=True):
         messages, row_params, reason, custom_id, model = None, {}, None, None, None
+        row_constraint = constraint
         if openai:
             request = parse_request(record.get("request") or "")
             messages, row_params, reason = request.messages, request.params, request.error
             custom_id, model = request.custom_id, request.model
+            row_constraint = request.constraint or constraint
+            if reason is None and row_constraint is not None:
+                reason = _constraint_problem(row_constraint)
         else:
             text, reason = prompt_text(record, prompt_column, template)
             if reason is None:
@@ -98,15 +106,27 @@ def build_prompts(
             params[name].append(row_params.get(name))
         custom_ids.append(custom_id)
         models.append(model)
+        constraints.append(row_constraint)
     table = mark_errors(table, reasons, STAGE)
     table = table.append_column("input_ids", lists_to_arrow(ids))
     for name, kind in PARAMS.items():
         table = table.append_column(name, pa.array(params[name], kind))
+    table = table.append_column("constraint", pa.array(constraints, pa.string()))
     if openai:
         table = table.append_column("custom_id", pa.array(custom_ids, pa.string()))
         table = table.append_column("model", pa.array(models, pa.string()))
     lengths = np.array([len(row) for row in ids])
     return table.take(pa.array(np.argsort(lengths, kind="stable")))
+
+
+@lru_cache(maxsize=64)
+def _constraint_problem(key: str) -> str | None:
+    """Why a batch line's response_format cannot be served (the job's own was checked before Ray)."""
+    try:
+        problem = grammar_error(key)
+    except ImportError:
+        return f"response_format needs llguidance, not installed: pip install 'rayjobs[{EXTRA}]'"
+    return f"body.response_format: {problem}" if problem else None
 
 
 def _fit(tokens: np.ndarray, context: int, new: int | None, truncate: bool) -> tuple[np.ndarray, str | None]:

@@ -1,9 +1,10 @@
 """Lines of an OpenAI Batch input file -> chat messages and generation parameters, or an
 embedding input text, or a reason.
 
-Supported: POST /v1/chat/completions with `messages` (string or text-part contents) and the
-sampling fields below; POST /v1/embeddings with one `input` string per line. Anything else in
-`body` is refused per line, never silently ignored.
+Supported: POST /v1/chat/completions with `messages` (string or text-part contents), the
+sampling fields below and `response_format` (text, json_object, json_schema); POST
+/v1/embeddings with one `input` string per line. Anything else in `body` is refused per line,
+never silently ignored.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from operators.text.output_grammar import ANY_OBJECT, constraint_key
 
 ENDPOINT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -27,6 +30,7 @@ SUPPORTED = {
     "user",
     "metadata",
     "store",
+    "response_format",
 }
 
 
@@ -37,6 +41,7 @@ class ChatRequest:
     params: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     error: str | None = None
+    constraint: str | None = None  # output_grammar.constraint_key of its response_format
 
 
 def parse_request(line: str) -> ChatRequest:
@@ -56,9 +61,29 @@ def parse_request(line: str) -> ChatRequest:
         "n": body.get("n"),
         "seed": body.get("seed"),
     }
-    return ChatRequest(
-        custom_id, messages, {k: v for k, v in params.items() if v is not None}, body.get("model")
-    )
+    constraint, problem = response_constraint(body.get("response_format"))
+    if problem:
+        return ChatRequest(custom_id, error=problem)
+    params = {k: v for k, v in params.items() if v is not None}
+    return ChatRequest(custom_id, messages, params, body.get("model"), constraint=constraint)
+
+
+def response_constraint(response_format: Any) -> tuple[str | None, str | None]:
+    """(the constraint key of an OpenAI response_format, None) or (None, why it is refused)."""
+    if response_format is None:
+        return None, None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None, None
+    if kind == "json_object":
+        return constraint_key("json_schema", ANY_OBJECT), None
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            return None, "body.response_format.json_schema.schema must be a JSON schema object"
+        return constraint_key("json_schema", schema), None
+    return None, f"body.response_format.type must be text, json_object or json_schema, got {kind!r}"
 
 
 @dataclass

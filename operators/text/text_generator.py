@@ -5,6 +5,11 @@ that share parameters are generated together, and each generate() call runs unti
 completion stops. `continuous`: transformers' continuous batching (`generate_batch`, paged KV
 cache): a finished sequence's slot is refilled at once, so short completions do not wait for
 long ones.
+
+A row's `constraint` (a JSON schema, regex or choices: operators/text/output_grammar.py) masks
+each step's logits through llguidance. Constrained rows run on the static engine whatever
+`engine` says: continuous batching builds its logits processors from the generation config and
+takes no per-request one.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from operators.load_pretrained import load_pretrained
+from operators.text.output_grammar import GrammarMask, is_json, parsed_json
 from operators.torch_device import inference_mode
 
 KINDS = {"max_new_tokens": int, "temperature": float, "top_p": float, "n": int, "seed": int}
@@ -24,12 +30,21 @@ ENGINES = ("static", "continuous")
 class TextGenerator:
     """Causal LM completions; parameters given per row (OpenAI batch lines) override the defaults."""
 
-    inputs: ClassVar[tuple[str, ...]] = ("input_ids", "max_new_tokens", "temperature", "top_p", "n", "seed")
+    inputs: ClassVar[tuple[str, ...]] = (
+        "input_ids",
+        "max_new_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "seed",
+        "constraint",
+    )
     outputs: ClassVar[tuple[str, ...]] = (
         "completions",
         "finish_reasons",
         "completion_tokens",
         "prompt_tokens",
+        "json",
     )
 
     def __init__(
@@ -73,6 +88,7 @@ class TextGenerator:
             "n": n,
             "seed": seed,
         }
+        self._grammar_tokenizer = None  # llguidance's view of the vocabulary, built on first use
 
     @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -81,18 +97,22 @@ class TextGenerator:
         completions = np.empty(size, dtype=object)
         reasons = np.empty(size, dtype=object)
         counts = np.empty(size, dtype=object)
+        parsed = np.full(size, None, dtype=object)
         settings = [self._settings(batch, i) for i in range(size)]
         for setting in dict.fromkeys(settings):  # one generate() per distinct parameter set
             members = [i for i in range(size) if settings[i] == setting]
             texts, finish, lengths = self._generate([rows[i] for i in members], dict(setting))
             for k, i in enumerate(members):
                 completions[i], reasons[i], counts[i] = texts[k], finish[k], lengths[k]
+                if is_json(dict(setting)["constraint"]):
+                    parsed[i] = [parsed_json(text) for text in texts[k]]
         prompt_tokens = np.array([len(row) for row in rows], dtype=np.int32)
         return {
             "completions": completions,
             "finish_reasons": reasons,
             "completion_tokens": counts,
             "prompt_tokens": prompt_tokens,
+            "json": parsed,
         }
 
     def _settings(self, batch: dict[str, np.ndarray], row: int) -> tuple:
@@ -102,13 +122,14 @@ class TextGenerator:
             if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
                 value = default
             values.append((name, KINDS[name](value)))
-        return tuple(values)
+        constraint = batch["constraint"][row] if "constraint" in batch else None
+        return (*values, ("constraint", constraint or None))
 
     def _generate(self, rows: list[np.ndarray], setting: dict) -> tuple[list, list, list]:
         import torch
         from transformers import GenerationConfig
 
-        if self.engine == "continuous":
+        if self.engine == "continuous" and setting["constraint"] is None:
             return self._decode(self._generate_continuous(rows, setting), len(rows), setting["n"])
         longest = max(len(row) for row in rows)
         ids = np.full((len(rows), longest), self.pad_id, dtype=np.int64)
@@ -117,12 +138,17 @@ class TextGenerator:
             ids[i, longest - len(row) :] = row
             mask[i, longest - len(row) :] = 1
         sample = setting["temperature"] > 0
+        processors = self._constrained(setting, len(rows) * setting["n"], longest)
+        # Constrained, the warpers come after the grammar's mask (`_constrained`); here neutral
+        # values, since None would take the checkpoint's defaults (top-k, top-p) ahead of the mask.
+        warp = {"temperature": setting["temperature"], "top_p": setting["top_p"]}
+        if processors:
+            warp = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
         config = GenerationConfig(
             max_new_tokens=setting["max_new_tokens"],
             do_sample=sample,
             num_return_sequences=setting["n"],
-            temperature=setting["temperature"] if sample else None,
-            top_p=setting["top_p"] if sample else None,
+            **(warp if sample else {"temperature": None, "top_p": None}),
             pad_token_id=self.pad_id,
             eos_token_id=sorted(self.eos) or None,
         )
@@ -131,8 +157,31 @@ class TextGenerator:
             input_ids=torch.from_numpy(ids).to(self.device),
             attention_mask=torch.from_numpy(mask).to(self.device),
             generation_config=config,
+            logits_processor=processors,
         )
         return self._decode(out[:, longest:].tolist(), len(rows), setting["n"])
+
+    def _constrained(self, setting: dict, sequences: int, prompt_length: int):
+        """The grammar's mask, then temperature and top-p (in that order), for a constrained
+        setting; None otherwise."""
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+        if setting["constraint"] is None:
+            return None
+        if self._grammar_tokenizer is None:
+            import llguidance.hf
+
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            self._grammar_tokenizer = llguidance.hf.from_tokenizer(
+                self.tokenizer, n_vocab=vocab, eos_token=sorted(self.eos) or None
+            )
+        mask = GrammarMask(self._grammar_tokenizer, setting["constraint"], sequences, prompt_length, self.eos)
+        processors = LogitsProcessorList([mask])
+        if setting["temperature"] > 0:
+            processors.append(TemperatureLogitsWarper(setting["temperature"]))
+            if setting["top_p"] < 1:
+                processors.append(TopPLogitsWarper(setting["top_p"]))
+        return processors
 
     def _generate_continuous(self, rows: list[np.ndarray], setting: dict) -> list[list[int]]:
         """n requests per row through the paged-cache scheduler; sequences back in input order."""

@@ -129,3 +129,96 @@ def test_empty_and_too_long_prompts_land_in_errors_continuous_engine(local_ray, 
     assert errors[1] == "empty prompt" and errors[3] == "empty prompt"
     assert errors[2] == "missing prompt (null)"
     assert "exceeds the model's context of 128 tokens" in errors[4]
+
+
+def test_json_schema_from_a_file_every_completion_parses_and_validates(local_ray, tmp_path, tiny_gpt2):
+    import jsonschema
+
+    from tests.operators.text.test_output_grammar import SCHEMA
+
+    (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
+    (tmp_path / "in").mkdir()
+    prompts = [f"describe thing {i}" for i in range(6)]
+    pq.write_table(pa.table({"prompt": prompts}), tmp_path / "in" / "p.parquet")
+    cfg = rayjobs.compose(
+        "generate_text",
+        [
+            f"input.path={tmp_path / 'in'}",
+            "input.format=parquet",
+            f"output.path={tmp_path / 'out'}",
+            f"model.path={tiny_gpt2}",
+            "model.max_new_tokens=90",
+            "model.temperature=1.0",
+            "model.n=2",
+            f"prompt.json_schema={tmp_path / 'schema.json'}",
+            "runtime.progress_bars=false",
+        ],
+    )
+    result = rayjobs.run(cfg)
+    assert (result.rows_written, result.rows_errored) == (6, 0)
+    rows = pq.read_table(tmp_path / "out" / "data").to_pylist()
+    assert len(rows) == 6 and all(len(row["completions"]) == 2 for row in rows)
+    for row in rows:
+        assert row["finish_reasons"] == ["stop", "stop"]
+        for text, parsed in zip(row["completions"], row["json"], strict=True):
+            jsonschema.validate(json.loads(text), SCHEMA)
+            assert json.loads(parsed) == json.loads(text)
+
+
+def test_openai_batch_response_formats_are_honoured(local_ray, tmp_path, tiny_gpt2):
+    import jsonschema
+
+    from tests.operators.text.test_output_grammar import SCHEMA
+
+    strict = {"type": "json_schema", "json_schema": {"name": "thing", "schema": SCHEMA, "strict": True}}
+    broken = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nope"}}}
+    lines = [
+        request("schema", "describe a car", max_tokens=90, response_format=strict),
+        request("object", "describe a dog", max_tokens=90, response_format={"type": "json_object"}),
+        request("text", "a tree", max_tokens=5, response_format={"type": "text"}),
+        request("broken", "a tree", response_format=broken),
+    ]
+    (tmp_path / "batch.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = rayjobs.compose(
+        "generate_text",
+        [
+            f"input.path={tmp_path / 'batch.jsonl'}",
+            "input.format=openai_batch",
+            f"output.path={tmp_path / 'out'}",
+            f"model.path={tiny_gpt2}",
+            "runtime.progress_bars=false",
+            "job.max_error_fraction=0.5",
+        ],
+    )
+    result = rayjobs.run(cfg)
+    assert (result.rows_written, result.rows_errored) == (3, 1)
+    output = [json.loads(line) for line in (tmp_path / "out" / "output.jsonl").read_text().splitlines()]
+    by_id = {line["custom_id"]: line for line in output}
+    served = ("schema", "object", "text")
+    content = {key: by_id[key]["response"]["body"]["choices"][0]["message"]["content"] for key in served}
+    jsonschema.validate(json.loads(content["schema"]), SCHEMA)
+    assert isinstance(json.loads(content["object"]), dict)
+    assert content["text"] == direct_greedy(tiny_gpt2, "a tree", 5)
+    assert by_id["broken"]["error"]["message"].startswith("body.response_format: ")
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "reason"),
+    [
+        ("prompt.json_schema={type: object, properties: {a: {type: strin}}}", "prompt.json_schema", "strin"),
+        ("prompt.json_schema=/nonexistent/schema.json", "prompt.json_schema", "cannot read the schema file"),
+        ("prompt.regex='a(b'", "prompt.regex", "unclosed group"),
+        ("prompt.choices=[]", "prompt.choices", "non-empty list"),
+    ],
+)
+def test_a_constraint_that_cannot_compile_fails_before_ray_naming_its_key(tmp_path, override, key, reason):
+    from rayjobs.config.config_error import ConfigError
+
+    cfg = rayjobs.compose(
+        "generate_text",
+        [f"input.path={tmp_path}", f"output.path={tmp_path / 'out'}", "model.path=/nowhere", override],
+    )
+    with pytest.raises(ConfigError) as raised:
+        rayjobs.run(cfg)
+    assert raised.value.key == key and reason in str(raised.value)
+    assert not (tmp_path / "out").exists()

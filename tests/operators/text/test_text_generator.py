@@ -25,13 +25,16 @@ def direct_greedy(path: str, prompt: str, max_new_tokens: int) -> str:
     return tokenizer.decode(new, skip_special_tokens=True)
 
 
-def generate(path: str, prompts: list, **kwargs) -> pa.Table:
+def generate(path: str, prompts: list, constraint: str | None = None, **kwargs) -> pa.Table:
     table = build_prompts(
-        pa.table({"i": range(len(prompts)), "prompt": prompts}), model_path=path, prompt_column="prompt"
+        pa.table({"i": range(len(prompts)), "prompt": prompts}),
+        model_path=path,
+        prompt_column="prompt",
+        constraint=constraint,
     )
     batch = {
         name: table[name].to_numpy(zero_copy_only=False)
-        for name in ("max_new_tokens", "temperature", "top_p", "n", "seed")
+        for name in ("max_new_tokens", "temperature", "top_p", "n", "seed", "constraint")
     }
     batch["input_ids"] = arrow_to_lists(table["input_ids"])
     out = TextGenerator(path, dtype="float32", **kwargs)(batch)
