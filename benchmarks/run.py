@@ -3,6 +3,7 @@
     python -m benchmarks.run embed_texts [--rows 4000] [--batch-size 128] [key=value ...]
     python -m benchmarks.run embed_images [--rows 512] [--batch-size 32] [key=value ...]
     python -m benchmarks.run generate_text [--rows 64] [--batch-size 8]   # generated tokens/s
+    python -m benchmarks.run generate_text --schema   # + the same prompts bound to a JSON schema
     python -m benchmarks.run caption_images [--rows 32] [--batch-size 8]  # captions/s
     python -m benchmarks.run caption_images --vlm --rows 16 --batch-size 4  # a SmolVLM-shaped chat VLM
     python -m benchmarks.run transform_images [--rows 512] [key=value ...]  # output images/s, CPU only
@@ -195,6 +196,16 @@ def bench_generation(args: argparse.Namespace, work: Path, device: str) -> dict:
             measured[key] *= per_row  # rows/s -> generated tokens/s
     figures.update(measured)
     _shutdown_ray()
+    if args.schema:  # the same prompts again, every completion bound to a JSON schema
+        schema = text_generation.write_schema(work / "schema.json")
+        bound = job_overrides(source, work / "bound", model, args.batch_size, *keys, extra=args)
+        constrained = run_rayjobs("generate_text", [*bound, f"prompt.json_schema={schema}"], device)
+        _shutdown_ray()
+        tokens, valid = text_generation.schema_results(work / "bound")
+        seconds = constrained["rows_out"] / constrained["rayjobs_e2e"]
+        figures["rayjobs_e2e_json_schema"] = tokens / seconds
+        figures["json_schema_vs_free"] = figures["rayjobs_e2e_json_schema"] / measured["rayjobs_e2e"]
+        figures["json_schema_valid_fraction"] = valid
     return {"model": models.display_name(model), "unit": "generated tokens/s", **figures}
 
 
@@ -398,6 +409,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--feed", action="store_true", help="also the feed ceiling (a no-op model) and ModelStage's overhead"
     )
     parser.add_argument("--scale", action="store_true", help="also run N and 10 x N rows")
+    parser.add_argument("--schema", action="store_true", help="generate_text: also under a JSON schema")
     parser.add_argument("--video-seconds", type=float, default=30.0, help="embed_videos: each video's length")
     parser.add_argument("--video-size", default="1280x720", help="embed_videos: WIDTHxHEIGHT of the videos")
     parser.add_argument(

@@ -3,6 +3,7 @@ pre-tokenized prompts, no Ray) and rayjobs end to end, on the same prompts and m
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -62,3 +63,29 @@ def model_ceiling(
 def generated_tokens(out: Path) -> int:
     table = pq.read_table(out / "data", columns=["completion_tokens"])
     return sum(sum(row) for row in table["completion_tokens"].to_pylist())
+
+
+# A label, a bounded score and a flag: short enough to finish within the harness's new tokens.
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "label": {"enum": ["shoe", "bag", "hat", "coat"]},
+        "score": {"type": "integer", "minimum": 0, "maximum": 9},
+        "in_stock": {"type": "boolean"},
+    },
+    "required": ["label", "score", "in_stock"],
+    "additionalProperties": False,
+}
+
+
+def write_schema(path: Path) -> Path:
+    path.write_text(json.dumps(SCHEMA))
+    return path
+
+
+def schema_results(out: Path) -> tuple[int, float]:
+    """Generated tokens and the fraction of completions that parse as JSON, of a constrained run."""
+    table = pq.read_table(out / "data", columns=["completion_tokens", "json"])
+    tokens = sum(sum(row) for row in table["completion_tokens"].to_pylist())
+    parsed = [value for row in table["json"].to_pylist() for value in row]
+    return tokens, sum(value is not None for value in parsed) / max(1, len(parsed))
