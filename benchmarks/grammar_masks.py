@@ -1,7 +1,7 @@
 """What a constrained-decoding library costs per generated token, for the pick behind
 generate_text's structured outputs: llguidance, xgrammar and outlines-core (those importable).
 
-    python -m benchmarks.grammar_masks [--vocab 32000] [--json out.json]
+    python -m benchmarks.grammar_masks [--vocab 32000] [--files N] [--json out.json]
 
 One JSON schema, one valid document tokenized by a byte-level BPE of `--vocab` tokens (trained
 here on the Python standard library's sources, offline); each library compiles the schema, then
@@ -49,14 +49,15 @@ DOCUMENT = {
 SEPARATORS = (", ", ": ")  # the layout generate_text fixes (operators/text/output_grammar.JSON_LAYOUT)
 
 
-def tokenizer(vocab: int):
-    """A GPT-2-style byte-level BPE of `vocab` tokens trained on the standard library's sources."""
+def tokenizer(vocab: int, files: int | None = None):
+    """A GPT-2-style byte-level BPE of `vocab` tokens trained on the standard library's sources
+    (the first `files` of them in path order, or all)."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
 
-    folder = CACHE / f"stdlib-bpe-{vocab}"
+    folder = CACHE / f"stdlib-bpe-{vocab}-{files or 'all'}"
     if not (folder / "tokenizer.json").exists():
-        sources = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))
+        sources = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))[:files]
         bpe = ByteLevelBPETokenizer()
         texts = (path.read_text(errors="replace") for path in sources)
         bpe.train_from_iterator(texts, vocab_size=vocab, min_frequency=2, special_tokens=["<|endoftext|>"])
@@ -164,8 +165,8 @@ def _byte_decoder() -> dict[str, int]:
 LIBRARIES = {"llguidance": llguidance_run, "xgrammar": xgrammar_run, "outlines_core": outlines_core_run}
 
 
-def measure(vocab: int) -> dict:
-    hf = tokenizer(vocab)
+def measure(vocab: int, files: int | None = None) -> dict:
+    hf = tokenizer(vocab, files)
     text = json.dumps(DOCUMENT, separators=SEPARATORS)  # what each library must accept
     tokens = [*hf(text, add_special_tokens=False)["input_ids"], hf.eos_token_id]
     figures: dict = {"vocab": len(hf), "document_tokens": len(tokens), "libraries": {}}
@@ -192,9 +193,10 @@ def measure(vocab: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--files", type=int, help="train the tokenizer on this many stdlib files")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args()
-    figures = measure(args.vocab)
+    figures = measure(args.vocab, args.files)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:

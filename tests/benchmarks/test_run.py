@@ -62,14 +62,28 @@ def test_generation_harness_counts_generated_tokens(tmp_path, tiny_gpt2):
         "2",
         "--model",
         tiny_gpt2,
+        "--schema",
         "--no-table",
         "--json",
         str(out),
+        "model.max_new_tokens=70",  # room for the schema's document in the toy's byte-level tokens
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert (result["unit"], result["figures"]["rows_out"]) == ("generated tokens/s", 6)
-    assert result["figures"]["model_ceiling"] > 0 and result["figures"]["rayjobs_e2e"] > 0
+    figures = result["figures"]
+    assert (result["unit"], figures["rows_out"]) == ("generated tokens/s", 6)
+    assert figures["model_ceiling"] > 0 and figures["rayjobs_e2e"] > 0
+    assert figures["rayjobs_e2e_json_schema"] > 0 and figures["json_schema_valid_fraction"] == 1.0
+
+
+def test_grammar_masks_times_each_installed_library():
+    from benchmarks.grammar_masks import measure
+
+    figures = measure(vocab=400, files=40)
+    assert figures["vocab"] == 400 and figures["document_tokens"] > 20
+    llguidance = figures["libraries"]["llguidance"]
+    assert llguidance["compile_ms"] > 0 and 0 < llguidance["mask_us_mean"] <= llguidance["mask_us_p99"]
+    assert set(figures["libraries"]) == {"llguidance", "xgrammar", "outlines_core"}
 
 
 def test_caption_harness_counts_captions(tmp_path, tiny_blip):
