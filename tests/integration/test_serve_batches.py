@@ -14,11 +14,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
 from tests.integration.ports import free_port
 from tests.integration.reference import sentence_transformer_vectors
+from tests.operators.text.test_output_grammar import SCHEMA
 from tests.operators.text.test_text_generator import direct_greedy
 
 openai = pytest.importorskip("openai")
@@ -204,6 +206,12 @@ def test_chat_and_embedding_batches_every_custom_id_once(service, tiny_gpt2, min
 
     client = service.client()
     chats = [chat_line(i) for i in range(10)] + [chat_line(10, model="no-such-model")]
+    structured = chat_line(11, tokens=90)  # structured outputs, as the openai client sends them
+    structured["body"]["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "thing", "schema": SCHEMA, "strict": True},
+    }
+    chats.append(structured)
     embeds = [embed_line(i, encoding_format="base64" if i % 2 else "float") for i in range(6)]
     chat_batch = client.batches.create(
         input_file_id=upload(client, chats).id,
@@ -219,8 +227,8 @@ def test_chat_and_embedding_batches_every_custom_id_once(service, tiny_gpt2, min
     done = wait(client, chat_batch.id, lambda b: b.status == "completed")
     assert done.model == "tiny-chat" and done.metadata == {"team": "search"}
     assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (
+        12,
         11,
-        10,
         1,
     )
     assert done.in_progress_at <= done.finalizing_at <= done.completed_at
@@ -232,6 +240,7 @@ def test_chat_and_embedding_batches_every_custom_id_once(service, tiny_gpt2, min
     by_id = {line["custom_id"]: ChatCompletion.model_validate(line["response"]["body"]) for line in output}
     for i in (0, 7):
         assert by_id[f"chat-{i}"].choices[0].message.content == direct_greedy(tiny_gpt2, f"a red car {i}", 5)
+    jsonschema.validate(json.loads(by_id["chat-11"].choices[0].message.content), SCHEMA)
     assert done.usage.output_tokens == sum(c.usage.completion_tokens for c in by_id.values()) > 0
     assert done.usage.input_tokens == sum(c.usage.prompt_tokens for c in by_id.values()) > 0
     assert done.usage.cpu_s > 0 and done.usage.gpu_s == 0  # what the job reserved, from its run record
