@@ -105,3 +105,38 @@ class GrammarMask:
     def errors(self) -> list[str | None]:
         """Per sequence, what the matcher refused (a bug or a grammar limit), else None."""
         return [m.get_error() or None if m.is_error() else None for m in self.matchers]
+
+
+class GrammarDecoding:
+    """What a generator needs to constrain its generate() calls: llguidance's view of its
+    vocabulary (built once, on first use: about a second for a large vocabulary) and, per call,
+    the mask then the sampling warpers."""
+
+    def __init__(self, model: Any, tokenizer: Any, eos: set[int]) -> None:
+        self.model, self.tokenizer, self.eos = model, tokenizer, eos
+        self._vocabulary = None
+
+    def processors(self, key: str, sequences: int, prompt_length: int, temperature: float, top_p: float):
+        """The grammar's mask, then temperature and top-p (in that order): a checkpoint's default
+        top-k or top-p ahead of the mask could leave a sequence with no allowed token."""
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+        if self._vocabulary is None:
+            import llguidance.hf
+
+            size = self.model.get_output_embeddings().weight.shape[0]
+            self._vocabulary = llguidance.hf.from_tokenizer(
+                self.tokenizer, n_vocab=size, eos_token=sorted(self.eos) or None
+            )
+        mask = GrammarMask(self._vocabulary, key, sequences, prompt_length, self.eos)
+        processors = LogitsProcessorList([mask])
+        if temperature > 0:
+            processors.append(TemperatureLogitsWarper(temperature))
+            if top_p < 1:
+                processors.append(TopPLogitsWarper(top_p))
+        return processors
+
+
+# The generation config of a constrained sampling call: neutral, so that the checkpoint's own
+# defaults (None would take them) add no warper ahead of GrammarDecoding's processors.
+NEUTRAL_SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from operators.load_pretrained import load_pretrained
-from operators.text.output_grammar import GrammarMask, is_json, parsed_json
+from operators.text.output_grammar import NEUTRAL_SAMPLING, GrammarDecoding, is_json, parsed_json
 from operators.torch_device import inference_mode
 
 KINDS = {"max_new_tokens": int, "temperature": float, "top_p": float, "n": int, "seed": int}
@@ -88,7 +88,7 @@ class TextGenerator:
             "n": n,
             "seed": seed,
         }
-        self._grammar_tokenizer = None  # llguidance's view of the vocabulary, built on first use
+        self.grammar = GrammarDecoding(self.model, self.tokenizer, self.eos)
 
     @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -138,12 +138,13 @@ class TextGenerator:
             ids[i, longest - len(row) :] = row
             mask[i, longest - len(row) :] = 1
         sample = setting["temperature"] > 0
-        processors = self._constrained(setting, len(rows) * setting["n"], longest)
-        # Constrained, the warpers come after the grammar's mask (`_constrained`); here neutral
-        # values, since None would take the checkpoint's defaults (top-k, top-p) ahead of the mask.
-        warp = {"temperature": setting["temperature"], "top_p": setting["top_p"]}
-        if processors:
-            warp = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
+        processors, warp = None, {"temperature": setting["temperature"], "top_p": setting["top_p"]}
+        if setting["constraint"] is not None:  # the warpers come after the grammar's mask
+            sequences = len(rows) * setting["n"]
+            processors = self.grammar.processors(
+                setting["constraint"], sequences, longest, setting["temperature"], setting["top_p"]
+            )
+            warp = NEUTRAL_SAMPLING
         config = GenerationConfig(
             max_new_tokens=setting["max_new_tokens"],
             do_sample=sample,
@@ -160,28 +161,6 @@ class TextGenerator:
             logits_processor=processors,
         )
         return self._decode(out[:, longest:].tolist(), len(rows), setting["n"])
-
-    def _constrained(self, setting: dict, sequences: int, prompt_length: int):
-        """The grammar's mask, then temperature and top-p (in that order), for a constrained
-        setting; None otherwise."""
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
-
-        if setting["constraint"] is None:
-            return None
-        if self._grammar_tokenizer is None:
-            import llguidance.hf
-
-            vocab = self.model.get_output_embeddings().weight.shape[0]
-            self._grammar_tokenizer = llguidance.hf.from_tokenizer(
-                self.tokenizer, n_vocab=vocab, eos_token=sorted(self.eos) or None
-            )
-        mask = GrammarMask(self._grammar_tokenizer, setting["constraint"], sequences, prompt_length, self.eos)
-        processors = LogitsProcessorList([mask])
-        if setting["temperature"] > 0:
-            processors.append(TemperatureLogitsWarper(setting["temperature"]))
-            if setting["top_p"] < 1:
-                processors.append(TopPLogitsWarper(setting["top_p"]))
-        return processors
 
     def _generate_continuous(self, rows: list[np.ndarray], setting: dict) -> list[list[int]]:
         """n requests per row through the paged-cache scheduler; sequences back in input order."""
