@@ -1,7 +1,7 @@
 """Structured outputs: a JSON schema, a regex or a list of choices, compiled by llguidance into a
 grammar whose token masks constrain decoding, so that every finished completion matches it.
 
-A constraint travels with its row as canonical JSON (`constraint_key`), so that OpenAI batch lines
+A constraint travels with its row as compact JSON (`constraint_key`), so that OpenAI batch lines
 can each carry their own `response_format` and rows that share one are generated together.
 """
 
@@ -18,10 +18,11 @@ EXTRA = "structured"  # pip install 'rayjobs[structured]' brings llguidance
 
 
 def constraint_key(kind: str, value: Any) -> str:
-    """The canonical text of a constraint: equal constraints give equal keys."""
+    """The compact text of a constraint. Keys keep their order: a schema's property order is the
+    order the completion writes them in (a model's reasoning field before its answer, say)."""
     if kind not in KINDS:
         raise ValueError(f"a constraint is one of {KINDS}, got {kind!r}")
-    return json.dumps({kind: value}, sort_keys=True, separators=(",", ":"))
+    return json.dumps({kind: value}, separators=(",", ":"))
 
 
 def grammar(key: str) -> str:

@@ -85,8 +85,11 @@ def test_a_constraint_that_cannot_compile_says_why(kind, value, reason):
     assert reason in grammar_error(constraint_key(kind, value))
 
 
-def test_constraint_keys_are_canonical():
-    assert constraint_key("json_schema", {"b": 1, "a": 2}) == constraint_key("json_schema", {"a": 2, "b": 1})
+def test_completions_write_properties_in_the_schemas_order(tiny_gpt2):
+    ordered = {**SCHEMA, "properties": dict(reversed(SCHEMA["properties"].items()))}
+    out = constrained(tiny_gpt2, constraint_key("json_schema", ordered), max_new_tokens=90)
+    for texts in out["completions"]:
+        assert list(json.loads(texts[0])) == ["box", "tags", "score", "label"]
     assert grammar_error(constraint_key("json_schema", SCHEMA)) is None
 
 
