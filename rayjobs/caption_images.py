@@ -7,8 +7,10 @@ rows), then either resize and crop with the model's image processor (image-to-te
 BLIP, GIT, ViT + GPT-2) or only bound the size (chat VLMs such as SmolVLM / Qwen2-VL, whose own
 processor tiles the image next to the model) [-> prompt.template filled from the row's columns]
 -> ImageCaptioner / ChatCaptioner (actor pool, one model per actor, on a GPU when the cluster
-has one) -> write Parquet: data/ (id, caption, generated_tokens, output.columns), errors/
-(id, stage, reason), then the run record and _SUCCESS.
+has one; chat VLMs can be bound to prompt.json_schema / regex / choices) [-> json_columns: the
+schema's properties as columns, e.g. SEO metadata] -> write Parquet: data/ (id, caption,
+generated_tokens, output.columns), errors/ (id, stage, reason), then the run record and
+_SUCCESS [and data.csv with output.csv=true].
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from operators.image.decode_images import decode_images, decode_rgb
+from operators.text.json_columns import json_columns
 from operators.text.prompt_template import add_prompts, template_columns
 from rayjobs.config.image_inputs import decode_options, image_columns, rgb_options
+from rayjobs.config.output_constraint import caption_constraint
+from rayjobs.io.csv_output import write_csv
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.model_stage import ModelStage
@@ -42,6 +47,8 @@ def run(cfg: DictConfig) -> RunResult:
     template = cfg.prompt.template  # a prompt per row from input columns (else model.prompt for all)
     needed = template_columns(template)
     results = ["caption", "generated_tokens", *(["prompt"] if template else [])]
+    taken = ["id", *results, *cfg.output.columns]
+    constraint, properties = caption_constraint(cfg, chat=inputs == WHOLE_IMAGES, taken=taken)
     job = start_job(
         cfg,
         models={"model": (inputs, ("caption", "generated_tokens"))},
@@ -57,9 +64,16 @@ def run(cfg: DictConfig) -> RunResult:
         pixels = rows.map_batches(decode_images, fn_kwargs=decode_options(cfg), **job.task_args())
     if template:
         pixels = pixels.map_batches(add_prompts, fn_kwargs={"template": template}, **job.task_args())
-    captioned = job.feed(pixels).map_batches(ModelStage, **job.model_args())
-    manifest = captioned.map_batches(write_results, **job.write_args(results))
-    return job.finish(manifest)
+    options = {"constraint": constraint} if constraint else None
+    captioned = job.feed(pixels).map_batches(ModelStage, **job.model_args(options=options))
+    if properties:
+        fields = {"source": "caption", "columns": properties}
+        captioned = captioned.map_batches(json_columns, fn_kwargs=fields, **job.task_args())
+    manifest = captioned.map_batches(write_results, **job.write_args([*results, *properties]))
+    result = job.finish(manifest)
+    if cfg.output.get("csv"):
+        write_csv(job.fs, job.root)
+    return result
 
 
 def main() -> None:

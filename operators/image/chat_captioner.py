@@ -5,6 +5,9 @@ checkpoint's own processor tiles, resizes and normalises the images and expands 
 placeholders of the chat-templated prompt, so it runs here, next to the model; the CPU stage
 (`decode_rgb`) only decodes, orients and bounds the size. Prompts are left-padded so a batch
 of different prompts and image sizes generates in one call.
+
+With a `constraint` (operators/text/output_grammar.py: a JSON schema, regex or choices) every
+caption is decoded under it, e.g. SEO metadata as JSON for each product photo.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 from operators.image.caption_decoding import caption_generation_config
 from operators.load_pretrained import load_pretrained, trust_flag
 from operators.model_files import local_model_dir
+from operators.text.output_grammar import NEUTRAL_SAMPLING, GrammarDecoding
 from operators.torch_device import inference_mode
 
 if TYPE_CHECKING:
@@ -47,8 +51,12 @@ class ChatCaptioner:
         dtype: str = "auto",
         device: str = "auto",
         trust_remote_code: bool = False,
+        constraint: str | None = None,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        if constraint is not None and num_beams > 1:
+            raise ValueError("a constrained caption decodes one beam: set num_beams=1")
 
         folder = local_model_dir(path, revision)
         self.processor = AutoProcessor.from_pretrained(
@@ -80,6 +88,14 @@ class ChatCaptioner:
             top_p=top_p,
         )
         self.special = set(self.tokenizer.all_special_ids)
+        self.constraint = constraint
+        self.sampling = (temperature if do_sample else 0.0, top_p)
+        if constraint is not None:
+            eos = self.generation.eos_token_id
+            eos = set(eos) if isinstance(eos, list) else {eos} - {None}
+            self.grammar = GrammarDecoding(self.model, self.tokenizer, eos)
+            if do_sample:  # the warpers come after the grammar's mask
+                self.generation.update(**NEUTRAL_SAMPLING)
 
     def chat_text(self, prompt: str) -> str:
         """The chat-templated text for one image and `prompt`, ending where the answer begins."""
@@ -116,8 +132,12 @@ class ChatCaptioner:
         if prompts is None:
             prompts = [self.prompt] * len(images)
         inputs = self.encode(images, [str(prompt or self.prompt) for prompt in prompts])
+        processors = None
+        if self.constraint is not None:
+            prompt_length = inputs["input_ids"].shape[1]
+            processors = self.grammar.processors(self.constraint, len(images), prompt_length, *self.sampling)
         torch.manual_seed(self.seed)
-        out = self.model.generate(**inputs, generation_config=self.generation)
+        out = self.model.generate(**inputs, generation_config=self.generation, logits_processor=processors)
         answers = out[:, inputs["input_ids"].shape[1] :].tolist()  # left padding: new tokens start here
         captions = np.empty(len(images), dtype=object)
         counts = np.zeros(len(images), dtype=np.int32)

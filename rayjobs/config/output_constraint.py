@@ -1,5 +1,6 @@
-"""generate_text's structured outputs: prompt.json_schema / regex / choices, compiled before Ray
-starts so that a schema llguidance cannot take fails with its key and the reason."""
+"""Structured outputs of generate_text and caption_images: prompt.json_schema / regex / choices,
+compiled before Ray starts so that a schema llguidance cannot take fails with its key and the
+reason."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import json
 from typing import Any
 
 import fsspec
+import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
-from operators.text.output_grammar import EXTRA, constraint_key, grammar_error
+from operators.text.json_columns import schema_columns
+from operators.text.output_grammar import EXTRA, constraint_key, grammar_error, is_json
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.optional_deps import require
 
@@ -37,6 +40,28 @@ def output_constraint(cfg: DictConfig) -> str | None:
     if problem:
         raise ConfigError(key, problem)
     return constraint
+
+
+def caption_constraint(
+    cfg: DictConfig, chat: bool, taken: list[str]
+) -> tuple[str | None, dict[str, pa.DataType]]:
+    """caption_images' constraint and, for a JSON schema, the columns its properties become
+    (none may take the name of a column the job already writes: `taken`)."""
+    constraint = output_constraint(cfg)
+    if constraint is None:
+        return None, {}
+    key = next(f"prompt.{k}" for k in ("json_schema", "regex", "choices") if cfg.prompt.get(k) is not None)
+    if not chat:
+        raise ConfigError(key, "needs a chat VLM (e.g. model=smolvlm_256m), not an image-to-text model")
+    if int(cfg.model.get("num_beams") or 1) > 1:
+        raise ConfigError("model.num_beams", "must be 1 with a constrained caption")
+    if not is_json(constraint):
+        return constraint, {}
+    columns = schema_columns(json.loads(constraint)["json_schema"])
+    clash = sorted(set(columns) & set(taken))
+    if clash:
+        raise ConfigError(key, f"property {clash[0]!r} would overwrite the output column of that name")
+    return constraint, columns
 
 
 def _schema_text(key: str, text: str) -> Any:

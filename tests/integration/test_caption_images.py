@@ -112,3 +112,78 @@ def test_a_chat_vlm_captions_a_folder_with_per_row_prompts(local_ray, tmp_path, 
         assert 0 < rows[name]["generated_tokens"] <= 6
     errors = pq.read_table(tmp_path / "out" / "errors")["id"].to_pylist()
     assert sorted(errors) == ["broken.jpg", "sub/empty.png"]
+
+
+def test_seo_metadata_under_a_json_schema_lands_as_columns_and_csv(local_ray, tmp_path, tiny_smolvlm):
+    """A chat VLM bound to a JSON schema: every good image gets title, alt_text, tags and category
+    columns that validate, a cut-short completion is an error row, and data.csv holds the rows."""
+    import csv
+    import json
+
+    import jsonschema
+
+    from tests.operators.image.test_chat_captioner import SEO_SCHEMA
+
+    made = write_images(tmp_path / "images", count=6)
+    (tmp_path / "seo.json").write_text(json.dumps(SEO_SCHEMA))
+    common = [
+        "model=smolvlm_256m",
+        f"input.path={tmp_path / 'images'}",
+        f"model.path={tiny_smolvlm}",
+        "model.batch_size=2",
+        f"prompt.json_schema={tmp_path / 'seo.json'}",
+        "prompt.template='Write SEO metadata for {id}.'",
+        "preprocess.max_side=48",
+        "runtime.progress_bars=false",
+        "job.max_error_fraction=1.0",
+    ]
+    cfg = rayjobs.compose(
+        "caption_images",
+        [*common, f"output.path={tmp_path / 'out'}", "model.max_new_tokens=240", "output.csv=true"],
+    )
+    result = rayjobs.run(cfg)
+    good = sorted(name for name, blob in made.items() if blob is not None)
+    assert (result.rows_written, result.rows_errored) == (len(good), 2)
+    data = pq.read_table(tmp_path / "out" / "data")
+    assert data.column_names[-4:] == ["title", "alt_text", "tags", "category"]
+    for row in data.to_pylist():
+        metadata = {name: row[name] for name in SEO_SCHEMA["properties"]}
+        jsonschema.validate(metadata, SEO_SCHEMA)
+        assert json.loads(row["caption"]) == metadata
+    with open(tmp_path / "out" / "data.csv", newline="") as file:
+        table = list(csv.DictReader(file))
+    assert sorted(row["id"] for row in table) == good
+    assert all(isinstance(json.loads(row["tags"]), list) for row in table)
+
+    short = rayjobs.compose(
+        "caption_images", [*common, f"output.path={tmp_path / 'short'}", "model.max_new_tokens=5"]
+    )
+    cut = rayjobs.run(short)
+    assert (cut.rows_written, cut.rows_errored) == (0, len(made))
+    reasons = pq.read_table(tmp_path / "short" / "errors")["reason"].to_pylist()
+    assert sum("cut short by max_new_tokens" in reason for reason in reasons) == len(good)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["prompt.choices=[indoor,outdoor]"], "prompt.choices"),  # BLIP: not a chat VLM
+        (["model=smolvlm_256m", "prompt.choices=[a,b]", "model.num_beams=2"], "model.num_beams"),
+        (
+            [
+                "model=smolvlm_256m",
+                "prompt.json_schema={type: object, properties: {caption: {type: string}}}",
+            ],
+            "prompt.json_schema",
+        ),
+    ],
+)
+def test_structured_captions_refuse_what_cannot_work_before_ray(tmp_path, overrides, key):
+    from rayjobs.config.config_error import ConfigError
+
+    cfg = rayjobs.compose(
+        "caption_images", [f"input.path={tmp_path}", f"output.path={tmp_path / 'out'}", *overrides]
+    )
+    with pytest.raises(ConfigError) as raised:
+        rayjobs.run(cfg)
+    assert raised.value.key == key

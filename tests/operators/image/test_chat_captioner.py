@@ -81,3 +81,38 @@ def test_the_system_prompt_and_the_default_prompt_reach_the_chat_template(tiny_s
 def test_trust_remote_code_must_be_a_real_bool_before_the_processor_loads(tiny_smolvlm):
     with pytest.raises(TypeError, match="true or false"):
         ChatCaptioner(tiny_smolvlm, trust_remote_code="false")
+
+
+# SEO metadata for a product photo, bounded so that the toy's completions fit its max_new_tokens.
+SEO_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 12},
+        "alt_text": {"type": "string", "maxLength": 16},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3},
+        "category": {"enum": ["shoes", "bags", "hats"]},
+    },
+    "required": ["title", "alt_text", "tags", "category"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("sampling", [{}, {"do_sample": True, "temperature": 1.2, "top_p": 0.9, "seed": 3}])
+def test_a_json_schema_binds_every_caption(tiny_smolvlm, sampling):
+    import json
+
+    import jsonschema
+
+    from operators.text.output_grammar import constraint_key
+
+    batch, _ = rgb_batch(jpegs([(60, 90), (120, 40), (33, 33), (64, 64)]))
+    key = constraint_key("json_schema", SEO_SCHEMA)
+    out = ChatCaptioner(tiny_smolvlm, max_new_tokens=240, constraint=key, **sampling)(batch)
+    for caption in out["caption"]:
+        value = json.loads(caption)
+        jsonschema.validate(value, SEO_SCHEMA)
+        assert list(value) == list(SEO_SCHEMA["properties"])
+    free = ChatCaptioner(tiny_smolvlm, max_new_tokens=30)(batch)["caption"]
+    assert not any(caption.startswith("{") for caption in free)  # the toy alone writes noise
+    with pytest.raises(ValueError, match="num_beams=1"):
+        ChatCaptioner(tiny_smolvlm, num_beams=2, constraint=key)
