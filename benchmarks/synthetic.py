@@ -94,6 +94,28 @@ def clustered(rows: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
     return (centres[members] + 0.35 * rng.normal(size=(rows, dim))).astype(np.float32)
 
 
+def plant_duplicates(
+    bases: np.ndarray, fraction: float = 0.2, noise: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, group of each row): `bases` with near-duplicate groups of 2..6 rows planted until
+    about `fraction` of the rows are copies; a copy is its base plus Gaussian noise of `noise` x
+    the base's per-dimension scale (0.1: cosine about 0.99 to its base). Rows shuffled, so groups
+    span shards; a base without copies is a group of one."""
+    rng = np.random.default_rng(seed)
+    rows, dim = bases.shape
+    sizes, copies = [], 0
+    while copies < fraction * rows and len(sizes) < rows:
+        sizes.append(2 + len(sizes) % 5)
+        copies += sizes[-1] - 1
+    group = np.concatenate([np.arange(rows), np.repeat(np.arange(len(sizes)), np.array(sizes) - 1)])
+    scale = noise * np.linalg.norm(bases[group], axis=1, keepdims=True) / np.sqrt(dim)
+    vectors = bases[group] + np.where(np.arange(len(group))[:, None] < rows, 0.0, 1.0) * scale * rng.normal(
+        size=(len(group), dim)
+    )
+    order = rng.permutation(len(group))
+    return vectors[order].astype(np.float32), group[order]
+
+
 def write_embeddings(folder, vectors: np.ndarray, files: int = 2, record: dict | None = None) -> None:
     """What an embedding job leaves: data/part-*.parquet (id, embedding, metadata) and _run.json."""
     (folder / "data").mkdir(parents=True)

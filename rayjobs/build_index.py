@@ -21,15 +21,14 @@ import posixpath
 import time
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
-from operators.arrow_tensors import arrow_to_tensor
 from rayjobs.config.check_config import check_columns, required
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.optional_deps import require
 from rayjobs.config.run_spec import InputSpec
+from rayjobs.index.embedding_input import locate_embeddings, sample_vectors, shard_offsets, vector_dim
 from rayjobs.index.index_files import (
     ITEMS_DIR,
     PARTS_DIR,
@@ -78,8 +77,7 @@ def run(cfg: DictConfig) -> RunResult:
     sample = sample_vectors(plan, reading, vectors, train_rows(spec, cfg.index))
     trained = train(fill_spec(spec), sample)
     filled_at = time.monotonic()
-    starts = np.cumsum([0] + [s.rows for s in plan.shards])[:-1].tolist()  # each shard's first position
-    offsets = dict(zip((s.index for s in plan.shards), starts, strict=True))
+    offsets = shard_offsets(plan)  # each shard's first position
     manifest = read_input(plan, plan.shards, reading, columns=[vectors, *columns]).map_batches(
         fill_shard,
         batch_size=None,  # a whole shard per task: one piece of index per shard
@@ -132,25 +130,6 @@ def run(cfg: DictConfig) -> RunResult:
     )
 
 
-def locate_embeddings(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
-    """(Parquet path to read, the embedding job's run record or {}) for input.path."""
-    fs, root = filesystem(str(cfg.path), cfg.get("storage_options"))
-    if not fs.exists(root):
-        raise ConfigError("input.path", f"{cfg.path!r} does not exist")
-    if fs.isdir(root) and fs.exists(join(root, "data")):
-        record = run_record.read_record(fs, root) or {}
-        return join(str(cfg.path), "data"), record
-    return str(cfg.path), {}
-
-
-def vector_dim(plan: InputPlan, column: str) -> int:
-    check_columns(plan.schema, [("input.embedding_column", column)])
-    kind = plan.schema.field(column).type
-    if not pa.types.is_fixed_size_list(kind) or not pa.types.is_floating(kind.value_type):
-        raise ConfigError("input.embedding_column", f"{column!r} is {kind}, not fixed_size_list<float>")
-    return kind.list_size
-
-
 def metadata_columns(plan: InputPlan, cfg: DictConfig) -> list[str]:
     """Columns kept for search results: as configured, else all but the vectors, ids and blobs."""
     if cfg.get("columns") is not None:
@@ -172,27 +151,6 @@ def claim_index_folder(fs, root: str, overwrite: bool) -> None:
                 "index.path", f"{root!r} already holds an index; index.overwrite=true replaces it"
             )
         fs.rm(root, recursive=True)
-
-
-def sample_vectors(plan: InputPlan, reading: InputSpec, column: str, wanted: int) -> np.ndarray:
-    """`wanted` vectors from shards spread over the input (none for indexes that need no training)."""
-    if not wanted:
-        return np.zeros((0, 0), np.float32)
-    step = max(1, len(plan.shards) * plan.shards[0].rows // max(wanted, 1))
-    chosen = plan.shards[:: max(1, min(step, len(plan.shards)))]
-    blocks = []
-    taken = 0
-    for batch in read_input(plan, chosen, reading, columns=[column]).iter_batches(
-        batch_size=None, batch_format="pyarrow"
-    ):
-        blocks.append(arrow_to_tensor(batch[column]))
-        taken += batch.num_rows
-        if taken >= wanted:
-            break
-    sample = np.concatenate(blocks)
-    if len(sample) > wanted:
-        sample = sample[np.random.default_rng(0).choice(len(sample), wanted, replace=False)]
-    return sample
 
 
 def embedding_model(record: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,8 @@ variations x grid x n, one seeded row per image; a missing or empty prompt is an
 in the read task) -> ImageGenerator (actor pool: one diffusers pipeline per actor, on a GPU when
 the cluster has one) -> with score.*: resize and crop for the scorer, tokenize each prompt (CPU)
 -> ImageScorer (a second actor pool: CLIP / SigLIP) -> filter rules (CPU) -> encode PNG / JPEG /
-WebP, and thumbnails (CPU tasks) -> write: files/ (kept images, named from the row id),
+WebP, and thumbnails (CPU tasks) -> write: files/ (kept images, named from the row id; with
+output=webdataset, tars/ of <key>.<ext> + <key>.json instead),
 thumbnail_<size>/ (kept and filtered), data/ (id, parent_id, index, prompt, negative_prompt,
 seed, variation, num_inference_steps, guidance_scale, height, width, the scores, path, bytes,
 thumbnail paths, output.columns), filtered/ (the rule with the value, and the same columns),
@@ -32,7 +33,13 @@ from operators.image.transform_images import encode_images
 from operators.text.prompt_template import template_columns
 from operators.text.tokenize_texts import tokenize_texts
 from rayjobs.config.config_error import ConfigError
-from rayjobs.config.image_outputs import image_format, image_quality, thumbnail_columns, thumbnail_options
+from rayjobs.config.image_outputs import (
+    image_format,
+    image_quality,
+    report_images,
+    thumbnail_columns,
+    thumbnail_options,
+)
 from rayjobs.config.score_options import check_filters, scorer_io, scorer_options, wants_scores
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
@@ -53,7 +60,12 @@ def run(cfg: DictConfig) -> RunResult:
         models["scorer"] = scorer_io(scores)
     per_prompt = len(combinations(options["variations"], options["grid"])) * options["n"]
     job = start_job(
-        cfg, models=models, tasks=("preprocess", "encode"), columns=checked, rows_per_input=per_prompt
+        cfg,
+        models=models,
+        tasks=("preprocess", "encode"),
+        columns=checked,
+        rows_per_input=per_prompt,
+        webdataset=True,
     )
     if job.result:  # this exact job already finished in output.path
         return job.result
@@ -74,7 +86,9 @@ def run(cfg: DictConfig) -> RunResult:
     thumbnails = thumbnail_columns(encoding["thumbnails"])
     kept = [*RESULTS, *scores, *thumbnails]
     manifest = files.map_batches(write_results, **job.write_args(kept, error_columns=kept))
-    return job.finish(manifest, report=ContactSheet(image=[*thumbnails, "path"], text=["prompt"]))
+    return job.finish(
+        manifest, report=ContactSheet(image=report_images(cfg, [*thumbnails, "path"]), text=["prompt"])
+    )
 
 
 def score_inputs(images, cfg: DictConfig, task_args: dict[str, Any]):

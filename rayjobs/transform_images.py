@@ -7,8 +7,9 @@
 read shards (Ray tasks; file bytes fetched concurrently) -> decode once, orient, then per size
 resize (thumbnail / fit / fill / crop) and encode as JPEG / PNG / WebP (CPU, inside each read
 task; bad images become error rows; several sizes fan out into one row each) -> write: files/
-(the images, named from the row id), data/ (id, [parent_id, index,] path, bytes, width, height,
-format, size, output.columns), errors/ (id, stage, reason), report.html, then the run record
+(the images, named from the row id; with output=webdataset, tars/ of <key>.<ext> + <key>.json
+instead), data/ (id, [parent_id, index,] path, bytes, width, height, format, size, output.columns),
+errors/ (id, stage, reason), report.html, then the run record
 and _SUCCESS.
 No model stage: no actor pool and no GPU.
 """
@@ -22,7 +23,7 @@ from omegaconf import DictConfig
 from operators.image.transform_images import MODES, Size, parse_background, transform_images
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.image_inputs import image_columns
-from rayjobs.config.image_outputs import image_format, image_quality
+from rayjobs.config.image_outputs import image_format, image_quality, report_images
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
 from rayjobs.pipeline.write_results import write_results
@@ -34,14 +35,14 @@ RESULTS = ["path", "bytes", "width", "height", "format", "size"]
 def run(cfg: DictConfig) -> RunResult:
     options = transform_options(cfg)  # checked before anything starts
     read_columns, checked = image_columns(cfg)
-    job = start_job(cfg, models={}, tasks=("transform",), columns=checked)
+    job = start_job(cfg, models={}, tasks=("transform",), columns=checked, webdataset=True)
     if job.result:  # this exact job already finished in output.path
         return job.result
 
     rows = job.read(columns=read_columns)
     images = rows.map_batches(transform_images, fn_kwargs=options, **job.task_args("transform"))
     manifest = images.map_batches(write_results, **job.write_args(RESULTS))
-    return job.finish(manifest, report=ContactSheet(image=["path"]))
+    return job.finish(manifest, report=ContactSheet(image=report_images(cfg, ["path"])))
 
 
 def transform_options(cfg: DictConfig) -> dict[str, Any]:

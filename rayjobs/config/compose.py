@@ -28,7 +28,7 @@ MODEL_JOBS = (
     "caption_videos",
 )  # input -> model -> output
 CPU_JOBS = ("transform_images",)  # input -> CPU stages -> output, no model
-JOBS = (*MODEL_JOBS, *CPU_JOBS, "build_index")  # what rayjobs.run runs
+JOBS = (*MODEL_JOBS, *CPU_JOBS, "build_index", "dedup")  # what rayjobs.run runs
 CONFIGS = (*JOBS, "search", "serve_index", "serve_batches")  # every root config compose() knows
 
 

@@ -22,6 +22,16 @@ def image_quality(key: str, value: Any) -> int:
     return int(value)
 
 
+def writes_tars(cfg: DictConfig) -> bool:
+    """output=webdataset: kept rows' images go into tars, not files/ (so no `path` is an image)."""
+    return cfg.output.get("format") == "webdataset"
+
+
+def report_images(cfg: DictConfig, columns: list[str]) -> list[str]:
+    """The image columns report.html links to: `columns`, less `path` when it names a tar."""
+    return [name for name in columns if not (name == "path" and writes_tars(cfg))]
+
+
 def thumbnail_options(cfg: DictConfig) -> dict[str, Any]:
     """thumbnails.* as keyword arguments (thumbnails, thumbnail_format, thumbnail_quality)."""
     node = cfg.get("thumbnails") or {}

@@ -4,6 +4,7 @@ ConfigError naming its key, raised before Ray starts."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,9 @@ class InputSpec:
         )
 
 
+OUTPUT_FORMATS = ("parquet", "webdataset")
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     path: str
@@ -88,20 +92,42 @@ class OutputSpec:
     embedding_dtype: str = "float32"
     compression: str = "zstd"
     storage_options: dict[str, Any] = field(default_factory=dict)
+    format: str = "parquet"  # webdataset: kept rows' images in tars/ instead of files/
+    tar_size_mb: float = 256.0  # webdataset: the most a tar holds (a larger sample gets one alone)
+    tar_samples: int | None = None  # webdataset: the most samples a tar holds; None: no limit
 
     @classmethod
-    def parse(cls, node: Mapping[str, Any]) -> OutputSpec:
+    def parse(cls, node: Mapping[str, Any], webdataset: bool = False) -> OutputSpec:
+        """`webdataset`: the job has images to put in tars (output.format=webdataset is allowed)."""
         if node.get("path") in (None, "", "???"):
             raise ConfigError("output.path", "is required, e.g. output.path=...")
         dtype = node.get("embedding_dtype", "float32")
         if dtype not in ("float32", "float16"):
             raise ConfigError("output.embedding_dtype", "must be float32 or float16")
+        fmt = node.get("format") or "parquet"
+        if fmt not in OUTPUT_FORMATS:
+            raise ConfigError("output.format", f"must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+        if fmt == "webdataset" and not webdataset:
+            raise ConfigError(
+                "output.format",
+                "webdataset tars hold each kept row's image and this job makes none; "
+                "use output=parquet (webdataset: transform_images, generate_images, score_images)",
+            )
+        size = node.get("tar_size_mb", 256)
+        if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < math.inf:
+            raise ConfigError("output.tar_size_mb", f"must be a positive number of MiB, got {size!r}")
+        samples = node.get("tar_samples")
+        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+            raise ConfigError("output.tar_samples", f"must be a positive integer or null, got {samples!r}")
         return cls(
             path=str(node["path"]),
             columns=tuple(node.get("columns") or ()),
             embedding_dtype=dtype,
             compression=str(node.get("compression") or "zstd"),
             storage_options=dict(node.get("storage_options") or {}),
+            format=str(fmt),
+            tar_size_mb=float(size),
+            tar_samples=samples,
         )
 
 
@@ -117,13 +143,16 @@ class RunSpec:
     runtime: dict[str, Any]
 
 
-def parse_run(cfg: DictConfig, tasks: Iterable[str], models: Iterable[str]) -> RunSpec:
-    """Every spec of a job, checked; `tasks` and `models` are the stages' config keys."""
+def parse_run(
+    cfg: DictConfig, tasks: Iterable[str], models: Iterable[str], webdataset: bool = False
+) -> RunSpec:
+    """Every spec of a job, checked; `tasks` and `models` are the stages' config keys;
+    `webdataset`: the job can write its kept rows' images as tars."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     return RunSpec(
         job=JobSpec.parse(tree["job"]),
         input=InputSpec.parse(tree.get("input") or {}),
-        output=OutputSpec.parse(tree.get("output") or {}),
+        output=OutputSpec.parse(tree.get("output") or {}, webdataset),
         tasks={key: StageSpec.parse(_stage(tree, key), key, whole_blocks=True) for key in tasks},
         models={key: StageSpec.parse(_stage(tree, key), key, auto=True) for key in models},
         runtime=_runtime(tree.get("runtime") or {}),

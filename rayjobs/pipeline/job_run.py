@@ -232,9 +232,12 @@ class JobRun:
             "num_cpus": 0.25,
         }
 
-    def finish(self, manifest, report: ContactSheet | None = None) -> RunResult:
+    def finish(
+        self, manifest, report: ContactSheet | None = None, stats: Mapping[str, Any] | None = None
+    ) -> RunResult:
         """Consume the write manifest: progress lines, the journal, the record, `report`
-        (report.html, of every run's rows), _SUCCESS last."""
+        (report.html, of every run's rows), _SUCCESS last; `stats`: the job's own figures, added
+        to the record's stats (dedup: its duplicate counts)."""
         settled: dict[int, Fraction] = {}  # input rows with an outcome, per shard
         settled_rows = Fraction(0)  # their sum
         sizes = {shard.index: shard.rows for shard in self.todo}
@@ -293,7 +296,7 @@ class JobRun:
             ERRORS_DIR: outputs["errors"],
             FILTERED_DIR: outputs["filtered"],
         }
-        return self._record(this_run, stage_summaries(manifest), timing, report, tokens)
+        return self._record(this_run, stage_summaries(manifest), {**timing, **(stats or {})}, report, tokens)
 
     def _journal(self, finished: list[int], progress: dict[str, Any]) -> None:
         """Mark shards done, after removing any file of theirs that another run wrote."""
@@ -446,6 +449,7 @@ def start_job(
     tasks: Iterable[str] = ("preprocess",),
     columns: Iterable[tuple[str, str | None]] = (),
     rows_per_input: int = 1,
+    webdataset: bool = False,
 ) -> JobRun:
     """Everything before the pipeline: checks (ConfigError, before Ray), output claim, Ray.
 
@@ -453,10 +457,11 @@ def start_job(
     chain order; {} for a CPU-only job (no actor pool, no GPU). `tasks`: the CPU stages' keys.
     `columns`: (config key, input column) pairs that must exist in the input.
     `rows_per_input`: rows the model stages get per input row (a fan-out ahead of them), for
-    sizing `concurrency: auto` pools.
+    sizing `concurrency: auto` pools. `webdataset`: the kept rows carry an image file, which
+    output.format=webdataset packs into tars.
     """
     started = time.monotonic()
-    spec = parse_run(cfg, tasks, models)
+    spec = parse_run(cfg, tasks, models, webdataset)
     for key, (inputs, outputs) in models.items():
         check_operator(OmegaConf.to_container(cfg[key], resolve=True), inputs, spec.job.name, outputs, key)
         gpus = spec.models[key].num_gpus

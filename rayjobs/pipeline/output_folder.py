@@ -17,6 +17,7 @@ from rayjobs.config.config_error import ConfigError
 from rayjobs.config.run_spec import RunSpec
 from rayjobs.io.shards import InputPlan
 from rayjobs.io.storage import join, list_folder
+from rayjobs.io.webdataset_output import TARS_DIR
 from rayjobs.pipeline import run_record
 from rayjobs.pipeline.write_results import OUTCOME_DIRS, parse_part_name, shard_of
 
@@ -68,7 +69,7 @@ def remove_shard_files(fs, root: str, shards: set[int], keep_run: str | None = N
     if not shards:
         return
     stale = []
-    for folder in OUTCOME_DIRS:
+    for folder in (*OUTCOME_DIRS, TARS_DIR):  # tars are named after their shard's Parquet parts
         if len(shards) == 1:  # one shard: a prefix listing, cheap on object stores
             (shard,) = shards
             names = fs.glob(join(root, folder, f"part-{shard:06d}-*"))

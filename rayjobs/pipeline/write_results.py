@@ -5,6 +5,8 @@ data/      written rows: id, the results, output.columns (fan-out: parent_id, in
 errors/    errored rows: id, stage, reason
 filtered/  filtered rows: id, stage, reason (the rule with the value)
 files/     file outputs, named from the row id (operators.file_outputs)
+tars/      with output.format=webdataset, the file outputs of kept rows as WebDataset tars instead
+           (rayjobs.io.webdataset_output); data/ rows still list them: path (the tar), tar_key
 <name>/    side files (thumbnail_256/ ...) of kept and filtered rows; their paths in column <name>
 
 Parquet names come from the shard, the batch's first (row, child) and the run's id, so a
@@ -16,6 +18,7 @@ which the driver adds up to know when a shard's input rows all have an outcome.
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,6 +31,15 @@ from operators.file_outputs import FILE_BYTES, FILE_EXT, file_name, side_file_co
 from operators.row_errors import ERROR, ERROR_STAGE, FILTER_STAGE, FILTERED, errored_rows, good_rows
 from rayjobs.io.shards import ROW, SHARD
 from rayjobs.io.storage import filesystem, join, write_bytes, write_parquet
+from rayjobs.io.webdataset_output import (
+    TAR_KEY,
+    WEBDATASET,
+    Sample,
+    json_columns,
+    row_json,
+    sample_key,
+    write_tars,
+)
 from rayjobs.pipeline.model_stage import BATCH_SIZE_PREFIX
 
 DATA_DIR = "data"
@@ -52,11 +64,17 @@ def part_name(shard: int, first_row: int, run_id: str, first_sub: int = 0) -> st
 
 
 def parse_part_name(name: str) -> tuple[int, str] | None:
-    """(shard, run id) of a file name written by this module, else None."""
-    parts = name.rsplit("/", 1)[-1].removesuffix(".parquet").split("-")
-    if len(parts) != 5 or parts[0] != "part" or not parts[1].isdigit():
+    """(shard, run id) of a file name written by this module (a Parquet part, or a tar named
+    after one with its number appended), else None. A temp file a killed write left behind
+    gets a run id no run has, so the output folder's cleanup removes it."""
+    parts = name.rsplit("/", 1)[-1].split("-")
+    if len(parts) not in (5, 6) or parts[0] != "part" or not parts[1].isdigit():
         return None
-    return int(parts[1]), parts[4]
+    if len(parts) == 6 and not re.fullmatch(r"\d+\.tar(\.[0-9a-f]+\.tmp)?", parts[5]):
+        return None
+    run = parts[4].removesuffix(".parquet")
+    whole = parts[4].endswith(".parquet") if len(parts) == 5 else parts[5].endswith(".tar")
+    return int(parts[1]), run if whole else f"{run}.tmp"
 
 
 def shard_of(name: str) -> int | None:
@@ -71,20 +89,25 @@ def write_results(table: pa.Table, *, output: dict[str, Any]) -> pa.Table:
     good = good_rows(table)
     errored = errored_rows(table)
     filtered = ~good & ~errored
-    if FILE_BYTES in table.column_names:
-        table = _write_files(fs, root, table, good)
-    for name in side_file_names(table.column_names):
-        table = _write_side_files(fs, root, table, name, ~errored)
     shards = table[SHARD].to_numpy()
     parts = parts_of(table)
     rows, subs = table[ROW].to_numpy(), sub_of(table)
-    sizes = json.dumps(_batch_sizes(table))
-    usage = json.dumps(token_usage(table, good))
-    manifest = []
+    names = {}  # shard -> this batch's part name: the same on a retry
     for shard in np.unique(shards):
         mine = shards == shard
         first = min(zip(rows[mine].tolist(), subs[mine].tolist(), strict=True))
-        name = part_name(int(shard), first[0], output["run_id"], first[1])
+        names[int(shard)] = part_name(int(shard), first[0], output["run_id"], first[1])
+    if FILE_BYTES in table.column_names and output.get("format") == WEBDATASET:
+        table = _write_tars(fs, root, table, good, names, output)
+    elif FILE_BYTES in table.column_names:
+        table = _write_files(fs, root, table, good)
+    for name in side_file_names(table.column_names):
+        table = _write_side_files(fs, root, table, name, ~errored)
+    sizes = json.dumps(_batch_sizes(table))
+    usage = json.dumps(token_usage(table, good))
+    manifest = []
+    for shard, name in names.items():
+        mine = shards == shard
         outcomes = {
             DATA_DIR: (mine & good, _result_columns),
             ERRORS_DIR: (mine & errored, _error_columns),
@@ -120,6 +143,39 @@ def _write_files(fs, root: str, table: pa.Table, good: np.ndarray) -> pa.Table:
     table = table.drop_columns([FILE_BYTES, FILE_EXT])
     table = table.append_column("path", pa.array(paths, pa.string()))
     return table.append_column("bytes", pa.array(sizes, pa.int64()))
+
+
+def _write_tars(
+    fs, root: str, table: pa.Table, good: np.ndarray, names: dict[int, str], output: dict[str, Any]
+) -> pa.Table:
+    """The good rows' artefacts as WebDataset samples (the image and the row as JSON), in tars
+    per shard named after its Parquet part; the rows carry `path` (their tar), TAR_KEY, `bytes`."""
+    blobs, exts = table[FILE_BYTES].to_pylist(), table[FILE_EXT].to_pylist()
+    sizes = [len(blob) if ok and blob is not None else None for blob, ok in zip(blobs, good, strict=True)]
+    described = table.drop_columns([FILE_BYTES, FILE_EXT]).append_column("bytes", pa.array(sizes, pa.int64()))
+    columns = json_columns(
+        described.schema, [name for name in _row_names(described, output) if name != "path"]
+    )
+    metas = described.select(columns).to_pylist()
+    shards = table[SHARD].to_numpy()
+    paths: list[str | None] = [None] * table.num_rows
+    keys: list[str | None] = [None] * table.num_rows
+    max_mb, max_samples = output.get("tar_size_mb"), output.get("tar_samples")
+    max_bytes = int(max_mb * 2**20) if max_mb else None
+    for shard, name in names.items():
+        chosen = [i for i in np.flatnonzero(good & (shards == shard)) if blobs[i] is not None]
+        samples = []
+        for i in chosen:
+            keys[i] = sample_key(metas[i]["id"])
+            samples.append(Sample(keys[i], exts[i], blobs[i], row_json(metas[i])))
+        if samples:
+            prefix = name.removesuffix(".parquet")
+            for i, tar in zip(
+                chosen, write_tars(fs, root, prefix, samples, max_bytes, max_samples), strict=True
+            ):
+                paths[i] = tar
+    described = described.append_column("path", pa.array(paths, pa.string()))
+    return described.append_column(TAR_KEY, pa.array(keys, pa.string()))
 
 
 def _write_side_files(fs, root: str, table: pa.Table, name: str, rows: np.ndarray) -> pa.Table:
@@ -170,12 +226,18 @@ def token_usage(table: pa.Table, rows: np.ndarray) -> dict[str, int]:
     return usage
 
 
-def _result_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:
+def _row_names(table: pa.Table, output: dict[str, Any]) -> list[str]:
+    """The columns of a data/ row, in order: id, lineage, results, file columns, output.columns."""
     lineage = [name for name in (PARENT_ID, INDEX) if name in table.column_names]
-    files = ["path", "bytes"] if "path" in table.column_names and "path" not in output["results"] else []
-    names = ["id", *lineage, *output["results"], *files, *output.get("columns", [])]
+    files = [name for name in ("path", TAR_KEY, "bytes") if name in table.column_names]
+    if "path" in output["results"]:  # the job lists its file columns itself
+        files = [name for name in files if name == TAR_KEY]
+    return list(dict.fromkeys(["id", *lineage, *output["results"], *files, *output.get("columns", [])]))
+
+
+def _result_columns(table: pa.Table, output: dict[str, Any]) -> pa.Table:
     columns = {}
-    for name in dict.fromkeys(names):
+    for name in _row_names(table, output):
         column = table[name]
         if name == "embedding" and output.get("embedding_dtype", "float32") != "float32":
             column = tensor_to_arrow(arrow_to_tensor(column).astype(output["embedding_dtype"]))

@@ -23,7 +23,7 @@ JOB_IO = {
     "embed_images": (("pixel_values",), ("embedding",)),
     "caption_images": (("pixel_values",), ("caption", "generated_tokens")),
     "generate_text": (
-        ("input_ids", "max_new_tokens", "temperature", "top_p", "n", "seed"),
+        ("input_ids", "max_new_tokens", "temperature", "top_p", "n", "seed", "constraint"),
         ("completions", "finish_reasons", "completion_tokens", "prompt_tokens"),
     ),
     "generate_images": (
@@ -50,7 +50,7 @@ def test_every_option_of_every_group_composes(job, group):
     for option in GROUPS[group]:
         cfg = rayjobs.compose(job, [f"{group}={option}", *REQUIRED])
         assert cfg.job.name == job
-        parse_run(cfg, ("preprocess",), ("model",))  # stage keys parse
+        parse_run(cfg, ("preprocess",), ("model",), webdataset=True)  # stage keys parse
 
 
 @pytest.mark.parametrize("model", GROUPS["model"])
