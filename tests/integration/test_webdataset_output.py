@@ -124,7 +124,23 @@ def test_tars_on_s3(local_ray, tmp_path, s3):
     tars = sorted(fs.find("rayjobs-test/wds-out/tars"))
     assert len(tars) == 4  # shards of 4 and 4 files: 3 + 3 images, at most 2 a tar
     ids = [json.loads(s["json"])["id"] for tar in tars for s in read_samples(fs, tar)[0]]
-    assert sorted(ids) == sorted(f"{'sub/' if i % 4 == 0 else ''}img{i:03d}.jpg" for i in range(6))
+    expected = sorted(f"{'sub/' if i % 4 == 0 else ''}img{i:03d}.jpg" for i in range(6))
+    assert sorted(ids) == expected
+    # the tars on S3 as input (a brace pattern over two of them, then the whole folder)
+    names = [tar.rsplit("/", 1)[1] for tar in tars]
+    pattern = f"s3://rayjobs-test/wds-out/tars/{{{names[0].removesuffix('.tar')},{names[1].removesuffix('.tar')}}}.tar"
+    in_two = sum(len(read_samples(fs, tar)[0]) for tar in tars[:2])
+    for source, count in ((pattern, in_two), ("s3://rayjobs-test/wds-out", 6)):
+        again = transform(
+            "input=webdataset",
+            f'input.path="{source}"',
+            f"output.path={tmp_path / 'again' / str(count)}",
+            "output.columns=[json]",
+            *storage_overrides(options),
+        )
+        assert (again.rows_written, again.rows_errored) == (count, 0)
+        back = pq.read_table(tmp_path / "again" / str(count) / "data").to_pylist()
+        assert {json.loads(row["json"])["id"] for row in back} <= set(expected) and len(back) == count
 
 
 def test_generate_images_to_tars(local_ray, tmp_path, tiny_stable_diffusion):
