@@ -64,7 +64,7 @@ def _escape(char: str) -> str:
     return "".join(f"~{byte:02X}" for byte in char.encode())
 
 
-def json_columns(schema: pa.Schema, names: Sequence[str]) -> list[str]:
+def sample_json_columns(schema: pa.Schema, names: Sequence[str]) -> list[str]:
     """The columns of `names` that go into a sample's JSON: not binary (the image travels
     as its own member) and not tensors (fixed-size lists: pixels, embeddings)."""
     return [name for name in names if name in schema.names and _small(schema.field(name).type)]

@@ -35,8 +35,8 @@ from rayjobs.io.webdataset_output import (
     TAR_KEY,
     WEBDATASET,
     Sample,
-    json_columns,
     row_json,
+    sample_json_columns,
     sample_key,
     write_tars,
 )
@@ -153,7 +153,7 @@ def _write_tars(
     blobs, exts = table[FILE_BYTES].to_pylist(), table[FILE_EXT].to_pylist()
     sizes = [len(blob) if ok and blob is not None else None for blob, ok in zip(blobs, good, strict=True)]
     described = table.drop_columns([FILE_BYTES, FILE_EXT]).append_column("bytes", pa.array(sizes, pa.int64()))
-    columns = json_columns(
+    columns = sample_json_columns(
         described.schema, [name for name in _row_names(described, output) if name != "path"]
     )
     metas = described.select(columns).to_pylist()

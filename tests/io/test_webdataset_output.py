@@ -23,9 +23,9 @@ from rayjobs.io.webdataset_output import (
     TAR_KEY,
     Sample,
     id_of_key,
-    json_columns,
     json_safe,
     pack,
+    sample_json_columns,
     sample_key,
     tar_bytes,
     write_tars,
@@ -66,7 +66,7 @@ def test_json_is_plain_and_leaves_out_images_and_tensors():
             ("score", pa.float32()),
         ]
     )
-    assert json_columns(schema, ["id", "image", "pixels", "labels", "score", "absent"]) == [
+    assert sample_json_columns(schema, ["id", "image", "pixels", "labels", "score", "absent"]) == [
         "id",
         "labels",
         "score",
