@@ -368,3 +368,62 @@ def stable_diffusion(
         requires_safety_checker=False,
     ).save_pretrained(folder)
     return folder
+
+
+TOY_SEGFORMER = {
+    "num_encoder_blocks": 2,
+    "depths": [1, 1],
+    "sr_ratios": [2, 1],
+    "hidden_sizes": [8, 16],
+    "patch_sizes": [7, 3],
+    "strides": [4, 2],
+    "num_attention_heads": [1, 2],
+    "mlp_ratios": [2, 2],
+    "decoder_hidden_size": 16,
+    "initializer_range": 0.5,  # at 0.02 a toy head gives every pixel the same probabilities
+}
+
+
+def segformer(
+    folder: Path,
+    labels: Sequence[str] = ("background", "product", "shadow"),
+    shape: Mapping[str, Any] = TOY_SEGFORMER,
+    side: int = 32,
+) -> Path:
+    """A SegFormer semantic segmentation head with `labels` (plain resize to `side`, ImageNet
+    mean/std); logits at a quarter of `side`, as real SegFormers make them."""
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    torch.manual_seed(0)
+    config = SegformerConfig(
+        **shape,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    SegformerForSemanticSegmentation(config).eval().save_pretrained(folder)
+    SegformerImageProcessor(size={"height": side, "width": side}).save_pretrained(folder)
+    return folder
+
+
+TOY_SWIN2SR = {"embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2], "window_size": 8, "mlp_ratio": 2.0}
+
+
+def swin2sr(
+    folder: Path,
+    upscale: int = 2,
+    shape: Mapping[str, Any] = TOY_SWIN2SR,
+    upsampler: str = "pixelshuffledirect",
+) -> Path:
+    """A Swin2SR super-resolution model with its image processor (rescale, symmetric pad to a
+    multiple of 8). The default upsampler is the lightweight checkpoints'; at toy size its output
+    varies with the input far more than the classical ones' "pixelshuffle" (std 15 grey levels
+    against 6), so tests see what tiling changes."""
+    import torch
+    from transformers import Swin2SRConfig, Swin2SRForImageSuperResolution, Swin2SRImageProcessor
+
+    torch.manual_seed(0)
+    config = Swin2SRConfig(**shape, upscale=upscale, upsampler=upsampler)
+    Swin2SRForImageSuperResolution(config).eval().save_pretrained(folder)
+    Swin2SRImageProcessor(size_divisor=8).save_pretrained(folder)
+    return folder

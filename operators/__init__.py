@@ -8,11 +8,13 @@ from importlib import import_module
 from typing import Any
 
 _OPERATORS = {
+    "BackgroundRemover": "operators.image.background_remover",
     "ChatCaptioner": "operators.image.chat_captioner",
     "ImageCaptioner": "operators.image.image_captioner",
     "ImageEmbedder": "operators.image.image_embedder",
     "ImageGenerator": "operators.image.image_generator",
     "ImageScorer": "operators.image.image_scorer",
+    "ImageUpscaler": "operators.image.image_upscaler",
     "TextEmbedder": "operators.text.text_embedder",
     "TextGenerator": "operators.text.text_generator",
 }

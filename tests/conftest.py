@@ -87,3 +87,13 @@ def tiny_gpt2(models_dir) -> str:
 @pytest.fixture(scope="session")
 def tiny_smolvlm(models_dir) -> str:
     return str(tiny_models.tiny_smolvlm(models_dir / "smolvlm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_segformer(models_dir) -> str:
+    return str(tiny_models.tiny_segformer(models_dir / "segformer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_swin2sr(models_dir) -> str:
+    return str(tiny_models.tiny_swin2sr(models_dir / "swin2sr"))

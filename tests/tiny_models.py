@@ -54,3 +54,13 @@ def tiny_smolvlm(folder: Path) -> Path:
 def tiny_stable_diffusion(folder: Path) -> Path:
     """A Stable Diffusion pipeline of 8-16 channels and a 32-wide CLIP text encoder (16 px images)."""
     return build.stable_diffusion(folder)
+
+
+def tiny_segformer(folder: Path) -> Path:
+    """A SegFormer with labels background, product, shadow; 32 px inputs, 8 px logits."""
+    return build.segformer(folder)
+
+
+def tiny_swin2sr(folder: Path) -> Path:
+    """A Swin2SR x2 (embed dim 16, two one-block stages, window 8)."""
+    return build.swin2sr(folder)

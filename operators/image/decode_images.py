@@ -124,8 +124,14 @@ def decode_images(
 
 
 def rgb_image(raw: bytes, shape) -> Image.Image:
-    """One row of `image_rgb` / `image_shape` (H, W, 3) as a PIL image."""
-    return Image.frombytes("RGB", (shape[1], shape[0]), raw)
+    """One row of `image_rgb` / `image_shape` (H, W, 3), or (H, W, 4) after an RGBA edit such as
+    background removal, as a PIL image."""
+    return Image.frombytes("RGBA" if shape[2] == 4 else "RGB", (shape[1], shape[0]), raw)
+
+
+def raw_pixels(raw: bytes, shape) -> np.ndarray:
+    """One row of `image_rgb` / `image_shape` as an H x W x C uint8 array (read-only: no copy)."""
+    return np.frombuffer(raw, dtype=np.uint8).reshape(tuple(int(n) for n in shape))
 
 
 def pixels_from_rgb(
