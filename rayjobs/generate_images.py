@@ -34,11 +34,9 @@ from operators.text.prompt_template import template_columns
 from operators.text.tokenize_texts import tokenize_texts
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.image_outputs import (
-    image_format,
-    image_quality,
+    encode_options,
     report_images,
     thumbnail_columns,
-    thumbnail_options,
 )
 from rayjobs.config.score_options import check_filters, scorer_io, scorer_options, wants_scores
 from rayjobs.pipeline.cli import run_cli
@@ -177,15 +175,6 @@ def _check_parameter(key: str, name: str, value: Any) -> None:
             raise ConfigError(key, f"must be an integer from 1 to 1000, got {value!r}")
     elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(key, f"must be a number >= 0, got {value!r}")
-
-
-def encode_options(cfg: DictConfig) -> dict[str, Any]:
-    """fn_kwargs of encode_images: output.image_format / quality, and thumbnails.*."""
-    return {
-        "format": image_format("output.image_format", cfg.output.get("image_format", "png")),
-        "quality": image_quality("output.quality", cfg.output.get("quality", 95)),
-        **thumbnail_options(cfg),
-    }
 
 
 def main() -> None:

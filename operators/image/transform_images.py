@@ -188,10 +188,12 @@ def encode_images(
     thumbnails: Sequence[int | str] = (),
     thumbnail_format: str = "jpeg",
     thumbnail_quality: int = 85,
+    dimensions: bool = False,
 ) -> pa.Table:
     """CPU stage after an image-making model: raw `image_rgb` / `image_shape` -> a file in
     `format` (FILE_BYTES, FILE_EXT) for the writer's files/, of kept rows; with `thumbnails`
-    (sizes), side files `thumbnail_<size>` of kept and filtered rows."""
+    (sizes), side files `thumbnail_<size>` of kept and filtered rows; with `dimensions`, the
+    images' `width` and `height` columns."""
     table = add_error_columns(table)
     good, scored = good_rows(table), ~errored_rows(table)  # filtered rows get thumbnails only
     boxes = [Size.parse(size) for size in thumbnails]
@@ -207,6 +209,11 @@ def encode_images(
                 thumbs, _thumbnails(pixels, boxes, thumbnail_format, thumbnail_quality), strict=True
             ):
                 made[i] = blob
+    if dimensions:
+        shapes = table["image_shape"].to_pylist() if "image_shape" in table.column_names else []
+        for name, axis in (("width", 1), ("height", 0)):
+            sides = [shapes[i][axis] if shapes and scored[i] else None for i in range(table.num_rows)]
+            table = table.append_column(name, pa.array(sides, pa.int32()))
     table = table.drop_columns([c for c in ("image_rgb", "image_shape") if c in table.column_names])
     table = _with_file(table, (FILE_BYTES, FILE_EXT), blobs, FORMATS[format])
     return _with_thumbnails(table, boxes, thumbs, thumbnail_format)
@@ -220,9 +227,11 @@ def make_thumbnails(
     thumbnail_format: str = "jpeg",
     thumbnail_quality: int = 85,
     max_pixels: int = 178_956_970,
+    prefix: str = "thumbnail",
 ) -> pa.Table:
-    """CPU stage ahead of an image model: side files `thumbnail_<size>` of each input image
-    (`image_column` stays for the decode stage after it, which reports any image it cannot read)."""
+    """CPU stage ahead of an image model: side files `<prefix>_<size>` of each input image
+    (`image_column` stays for the decode stage after it, which reports any image it cannot read);
+    edit_images names them `before_<size>`."""
     boxes = [Size.parse(size) for size in thumbnails]
     table = add_error_columns(table)
     thumbs: list[list[bytes | None]] = [[None] * table.num_rows for _ in boxes]
@@ -236,12 +245,12 @@ def make_thumbnails(
             continue
         for made, blob in zip(thumbs, made_here, strict=True):
             made[i] = blob
-    return _with_thumbnails(table, boxes, thumbs, thumbnail_format)
+    return _with_thumbnails(table, boxes, thumbs, thumbnail_format, prefix)
 
 
-def thumbnail_column(size: int | str | Size) -> str:
+def thumbnail_column(size: int | str | Size, prefix: str = "thumbnail") -> str:
     """The data/ column (and folder) of a thumbnail size: thumbnail_256, thumbnail_640x480."""
-    return f"thumbnail_{(size if isinstance(size, Size) else Size.parse(size)).label}"
+    return f"{prefix}_{(size if isinstance(size, Size) else Size.parse(size)).label}"
 
 
 def _thumbnails(image: Image.Image, boxes: list[Size], format: str, quality: int) -> list[bytes]:
@@ -251,9 +260,11 @@ def _thumbnails(image: Image.Image, boxes: list[Size], format: str, quality: int
     ]
 
 
-def _with_thumbnails(table: pa.Table, boxes: list[Size], thumbs: list[list], format: str) -> pa.Table:
+def _with_thumbnails(
+    table: pa.Table, boxes: list[Size], thumbs: list[list], format: str, prefix: str = "thumbnail"
+) -> pa.Table:
     for made, box in zip(thumbs, boxes, strict=True):
-        table = _with_file(table, side_file_columns(thumbnail_column(box)), made, FORMATS[format])
+        table = _with_file(table, side_file_columns(thumbnail_column(box, prefix)), made, FORMATS[format])
     return table
 
 

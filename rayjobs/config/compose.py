@@ -26,6 +26,7 @@ MODEL_JOBS = (
     "score_images",
     "embed_videos",
     "caption_videos",
+    "edit_images",
 )  # input -> model -> output
 CPU_JOBS = ("transform_images",)  # input -> CPU stages -> output, no model
 JOBS = (*MODEL_JOBS, *CPU_JOBS, "build_index", "dedup")  # what rayjobs.run runs

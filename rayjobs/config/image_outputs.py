@@ -51,3 +51,12 @@ def thumbnail_options(cfg: DictConfig) -> dict[str, Any]:
 def thumbnail_columns(sizes: list[int | str]) -> list[str]:
     """The data/ columns (and folders) of the thumbnails."""
     return [thumbnail_column(size) for size in sizes]
+
+
+def encode_options(cfg: DictConfig) -> dict[str, Any]:
+    """fn_kwargs of encode_images: output.image_format / quality, and thumbnails.*."""
+    return {
+        "format": image_format("output.image_format", cfg.output.get("image_format", "png")),
+        "quality": image_quality("output.quality", cfg.output.get("quality", 95)),
+        **thumbnail_options(cfg),
+    }

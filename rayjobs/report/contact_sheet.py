@@ -31,12 +31,14 @@ TEXT_CHARS = 300  # longer texts (prompts) are cut: the report is for looking, d
 
 @dataclass(frozen=True)
 class ContactSheet:
-    """What a job's report shows: the first of `image` (path columns) a row has, the `text`
-    columns under it, and every numeric column as a score to sort by."""
+    """What a job's report shows: the first of `image` (path columns) a row has (beside the first
+    of `before`, when given), the `text` columns under it, and every numeric column as a score to
+    sort by."""
 
     image: Sequence[str] = ("path",)
     text: Sequence[str] = ()
     max_rows: int = 100_000
+    before: Sequence[str] = ()  # an edit job's input images: shown left of `image` (before / after)
 
 
 def write_report(fs, root: str, sheet: ContactSheet, title: str) -> dict[str, Any]:
@@ -59,6 +61,7 @@ def write_report(fs, root: str, sheet: ContactSheet, title: str) -> dict[str, An
         "rows": total,
         "shown": len(rows),
         "image": list(sheet.image),
+        "before": list(sheet.before),
         "text": list(sheet.text),
         "columns": columns,
         "data": [[row.get(name) for name in columns] for row in rows],
@@ -120,7 +123,7 @@ def _scalar(kind: pa.DataType) -> bool:
 
 def _columns(rows: list[dict[str, Any]], sheet: ContactSheet) -> list[str]:
     """id, outcome, reason first, then every other column in the order first seen."""
-    seen = dict.fromkeys(["id", "outcome", "reason", *sheet.image, *sheet.text])
+    seen = dict.fromkeys(["id", "outcome", "reason", *sheet.before, *sheet.image, *sheet.text])
     for row in rows:
         seen.update(dict.fromkeys(row))
     return [name for name in seen if any(name in row for row in rows) or name in ("id", "outcome")]
