@@ -52,6 +52,7 @@ class ChatCaptioner:
         device: str = "auto",
         trust_remote_code: bool = False,
         constraint: str | None = None,
+        keep_images: bool = False,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -88,6 +89,7 @@ class ChatCaptioner:
             top_p=top_p,
         )
         self.special = set(self.tokenizer.all_special_ids)
+        self.keeps_inputs = keep_images  # edit_images encodes the images it described after this stage
         self.constraint = constraint
         self.sampling = (temperature if do_sample else 0.0, top_p)
         if constraint is not None:

@@ -43,18 +43,19 @@ def output_constraint(cfg: DictConfig) -> str | None:
 
 
 def caption_constraint(
-    cfg: DictConfig, chat: bool, taken: list[str]
+    cfg: DictConfig, chat: bool, taken: list[str], stage: str = "model"
 ) -> tuple[str | None, dict[str, pa.DataType]]:
-    """caption_images' constraint and, for a JSON schema, the columns its properties become
-    (none may take the name of a column the job already writes: `taken`)."""
+    """A captioner's constraint (caption_images; edit_images' `describe` stage) and, for a JSON
+    schema, the columns its properties become (none may take the name of a column the job
+    already writes: `taken`)."""
     constraint = output_constraint(cfg)
     if constraint is None:
         return None, {}
     key = next(f"prompt.{k}" for k in ("json_schema", "regex", "choices") if cfg.prompt.get(k) is not None)
     if not chat:
         raise ConfigError(key, "needs a chat VLM (e.g. model=smolvlm_256m), not an image-to-text model")
-    if int(cfg.model.get("num_beams") or 1) > 1:
-        raise ConfigError("model.num_beams", "must be 1 with a constrained caption")
+    if int(cfg[stage].get("num_beams") or 1) > 1:
+        raise ConfigError(f"{stage}.num_beams", "must be 1 with a constrained caption")
     if not is_json(constraint):
         return constraint, {}
     columns = schema_columns(json.loads(constraint)["json_schema"])
