@@ -135,3 +135,45 @@ def test_the_page_in_headless_chromium(tmp_path):
         finally:
             browser.close()
     assert (ARTIFACTS / "report_page.png").stat().st_size > 5000
+
+
+def test_an_edit_report_shows_each_photo_before_and_after_in_chromium(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    (tmp_path / "before_16").mkdir()
+    (tmp_path / "files").mkdir()
+    rows = []
+    for i in range(3):
+        Image.new("RGB", (16, 12), (200, 30 * i, 0)).save(tmp_path / "before_16" / f"p{i}.jpg")
+        Image.new("RGB", (40, 40), (255, 255, 255)).save(tmp_path / "files" / f"p{i}.png")
+        rows.append(
+            {
+                "id": f"p{i}",
+                "path": f"files/p{i}.png",
+                "before_16": f"before_16/p{i}.jpg",
+                "title": f"boot {i}",
+            }
+        )
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "part-000000.parquet")
+    sheet = ContactSheet(image=["path"], before=["before_16"], text=["title"])
+    write_report(fsspec.filesystem("file"), str(tmp_path), sheet, "edit_images: out")
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page()
+            page.goto((tmp_path / "report.html").as_uri(), timeout=60_000)
+            page.wait_for_selector(".card .pair", timeout=30_000)
+            assert page.locator(".card .pair").count() == 3
+            images = "[...document.querySelectorAll('.card .pair img')]"
+            page.wait_for_function(f"{images}.every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+            widths = page.evaluate(f"{images}.map(i => i.naturalWidth)")
+            assert sorted(widths) == [16, 16, 16, 40, 40, 40]  # each card: the 16 px before, the 40 px after
+            first = page.locator(".card .pair").first.locator("img")
+            alts = [first.nth(k).get_attribute("alt") for k in (0, 1)]
+            assert (
+                alts == ["p0 before", "p0 after"] or alts[0].endswith("before") and alts[1].endswith("after")
+            )
+            assert "boot" in page.locator(".card .text").first.inner_text()
+        finally:
+            browser.close()
