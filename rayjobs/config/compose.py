@@ -26,10 +26,10 @@ MODEL_JOBS = (
     "score_images",
     "embed_videos",
     "caption_videos",
-    "edit_images",
 )  # input -> model -> output
 CPU_JOBS = ("transform_images",)  # input -> CPU stages -> output, no model
-JOBS = (*MODEL_JOBS, *CPU_JOBS, "build_index", "dedup")  # what rayjobs.run runs
+EDIT_JOBS = ("edit_images",)  # input -> model stages named by `edits` -> output
+JOBS = (*MODEL_JOBS, *CPU_JOBS, *EDIT_JOBS, "build_index", "dedup")  # what rayjobs.run runs
 CONFIGS = (*JOBS, "search", "serve_index", "serve_batches")  # every root config compose() knows
 
 

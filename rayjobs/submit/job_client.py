@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rayjobs.config.compose import CPU_JOBS, MODEL_JOBS
+from rayjobs.config.compose import CPU_JOBS, EDIT_JOBS, MODEL_JOBS
 from rayjobs.config.config_error import ConfigError
 from rayjobs.io.storage import filesystem
 from rayjobs.pipeline import run_record
@@ -100,7 +100,7 @@ def submit(
         job = str(cfg.job.name)
         entrypoint = shlex.join(["python", "-m", f"rayjobs.{job}", "--config-from-env"])
         env = {CONFIG_ENV: OmegaConf.to_yaml(cfg)}
-    if check and job in (*MODEL_JOBS, *CPU_JOBS):  # the jobs that go through start_job
+    if check and job in (*MODEL_JOBS, *CPU_JOBS, *EDIT_JOBS):  # the jobs that go through start_job
         check_job(rayjobs.run, cfg)
     path = str(cfg.output.path) if "output" in cfg and cfg.output.get("path") else None
     if path and "://" not in path and not os.path.isabs(path):

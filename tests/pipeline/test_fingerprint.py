@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import rayjobs
-from rayjobs.config.compose import CPU_JOBS, MODEL_JOBS
+from rayjobs.config.compose import CPU_JOBS, EDIT_JOBS, MODEL_JOBS
 from rayjobs.config.config_error import ConfigError
 from rayjobs.config.stage_spec import STAGE_KEYS
 from rayjobs.io.shards import InputPlan, Shard
@@ -49,7 +49,7 @@ def is_resource(key: str) -> bool:
     return leaf in STAGE_KEYS or any(key == k or key.startswith(f"{k}.") for k in UNFINGERPRINTED)
 
 
-@pytest.mark.parametrize("job", [*MODEL_JOBS, *CPU_JOBS])
+@pytest.mark.parametrize("job", [*MODEL_JOBS, *CPU_JOBS, *EDIT_JOBS])
 def test_each_result_deciding_key_changes_the_fingerprint_and_is_named(job):
     cfg = compose(job)
     base = fingerprint_parts(cfg, PLAN)
