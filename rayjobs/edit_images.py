@@ -13,7 +13,7 @@ segmentation checkpoint; the product centred on background_color, or RGBA), upsc
 prompt.template, bound to prompt.json_schema; its properties become columns: SEO metadata) ->
 filter rules (e.g. mask_coverage > 0.01) ->
 encode (CPU: output.image_format, thumbnails.sizes) -> write: files/ (or tars/ with
-output=webdataset), data/ (id, path, bytes, width, height, mask_coverage, upscale, thumbnails,
+output=webdataset), data/ (id, path, bytes, width, height, format, mask_coverage, upscale, thumbnails,
 caption and the schema's columns, output.columns), filtered/, errors/, report.html (before /
 after), then the run record and _SUCCESS [and data.csv with output.csv=true].
 """
@@ -48,7 +48,7 @@ EDITS = {"remove_background": ("mask_coverage",), "upscale": ("upscale",), "desc
 def run(cfg: DictConfig) -> RunResult:
     edits = edit_list(cfg)  # checked before anything starts
     encoding = {**encode_options(cfg), "dimensions": True}
-    made = ["width", "height", *(column for edit in edits for column in EDITS[edit])]
+    made = ["width", "height", "format", *(column for edit in edits for column in EDITS[edit])]
     taken = ["id", "path", "bytes", *made, *cfg.output.columns]
     constraint, properties = (
         caption_constraint(cfg, chat=True, taken=taken, stage="describe")

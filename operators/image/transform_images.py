@@ -193,7 +193,7 @@ def encode_images(
     """CPU stage after an image-making model: raw `image_rgb` / `image_shape` -> a file in
     `format` (FILE_BYTES, FILE_EXT) for the writer's files/, of kept rows; with `thumbnails`
     (sizes), side files `thumbnail_<size>` of kept and filtered rows; with `dimensions`, the
-    images' `width` and `height` columns."""
+    images' `width`, `height` and `format` columns."""
     table = add_error_columns(table)
     good, scored = good_rows(table), ~errored_rows(table)  # filtered rows get thumbnails only
     boxes = [Size.parse(size) for size in thumbnails]
@@ -214,6 +214,7 @@ def encode_images(
         for name, axis in (("width", 1), ("height", 0)):
             sides = [shapes[i][axis] if shapes and scored[i] else None for i in range(table.num_rows)]
             table = table.append_column(name, pa.array(sides, pa.int32()))
+        table = table.append_column("format", pa.array([format if b else None for b in blobs], pa.string()))
     table = table.drop_columns([c for c in ("image_rgb", "image_shape") if c in table.column_names])
     table = _with_file(table, (FILE_BYTES, FILE_EXT), blobs, FORMATS[format])
     return _with_thumbnails(table, boxes, thumbs, thumbnail_format)

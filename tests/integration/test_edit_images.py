@@ -65,7 +65,9 @@ def test_background_then_upscale_equals_the_operators_by_hand(
         assert np.array_equal(written, expected)  # PNG is lossless: the very pixels
         source = Image.open(io.BytesIO(made[name]))
         assert (row["width"], row["height"]) == (2 * source.width, 2 * source.height)
-        assert row["upscale"] == 2 and row["mask_coverage"] == pytest.approx(coverage)
+        assert (
+            row["upscale"] == 2 and row["mask_coverage"] == pytest.approx(coverage) and row["format"] == "png"
+        )
         assert (tmp_path / "out" / row["before_256"]).exists() and (
             tmp_path / "out" / row["thumbnail_16"]
         ).exists()
