@@ -153,3 +153,78 @@ def minilm_tokenizer() -> PreTrainedTokenizerBase:
 
     random = CACHE / "minilm-random"  # the same tokenizer files, there without the package too
     return AutoTokenizer.from_pretrained(random if (random / "tokenizer.json").exists() else minilm())
+
+
+# SegFormer encoders (MiT) in SegformerConfig's names; the config's defaults are MiT-b0's.
+SEGFORMER_B2 = {
+    "hidden_sizes": [64, 128, 320, 512],
+    "depths": [3, 4, 6, 3],
+    "num_attention_heads": [1, 2, 5, 8],
+    "decoder_hidden_size": 768,
+}
+# mattmdjaga/segformer_b2_clothes's labels: every one but Background counts as the product.
+CLOTHES_LABELS = (
+    "Background Hat Hair Sunglasses Upper-clothes Skirt Pants Dress Belt Left-shoe Right-shoe Face "
+    "Left-leg Right-leg Left-arm Right-arm Bag Scarf"
+).split()
+SEGFORMER_SIDE = 512  # that checkpoint's processor resizes every photo to 512 x 512
+# Swin2SR x2: Swin2SRConfig's defaults are the classical checkpoint's (embed 180, 6 x 6 blocks).
+SWIN2SR_CLASSICAL = {"embed_dim": 180, "depths": [6] * 6, "num_heads": [6] * 6, "window_size": 8}
+SWIN2SR_LIGHTWEIGHT = {"embed_dim": 60, "depths": [6] * 4, "num_heads": [6] * 4, "window_size": 8}
+
+
+def segformer_b2_random() -> str:
+    """A SegFormer-B2 with segformer_b2_clothes's labels and 512 px input, random weights."""
+    return cached(
+        "segformer-b2-random",
+        lambda folder: build.segformer(folder, CLOTHES_LABELS, shape=SEGFORMER_B2, side=SEGFORMER_SIDE),
+    )
+
+
+def segformer_b0_random() -> str:
+    """The same at MiT-b0's shape (a quarter of B2's work a photo), for slow CPUs."""
+    return cached(
+        "segformer-b0-random",
+        lambda folder: build.segformer(folder, CLOTHES_LABELS, shape={}, side=SEGFORMER_SIDE),
+    )
+
+
+def swin2sr_x2_random() -> str:
+    """Swin2SR at caidas/swin2SR-classical-sr-x2-64's shape (pixelshuffle upsampler), random weights."""
+    return cached(
+        "swin2sr-classical-x2-random",
+        lambda folder: build.swin2sr(folder, 2, shape=SWIN2SR_CLASSICAL, upsampler="pixelshuffle"),
+    )
+
+
+def swin2sr_lightweight_x2_random() -> str:
+    """Swin2SR at caidas/swin2SR-lightweight-x2-64's shape (embed 60, 4 x 6 blocks), random weights."""
+    return cached(
+        "swin2sr-lightweight-x2-random",
+        lambda folder: build.swin2sr(folder, 2, shape=SWIN2SR_LIGHTWEIGHT, upsampler="pixelshuffledirect"),
+    )
+
+
+SMOLVLM_VOCAB = 49152  # SmolVLM-256M-Instruct's tokenizer (before its image and chat tokens)
+
+
+def smolvlm_bpe_random() -> str:
+    """smolvlm_random()'s shapes with a byte-level BPE of SmolVLM's vocabulary size, trained on the
+    standard library's sources: llguidance, and so a JSON schema, cannot read MiniLM's WordPiece."""
+    import sysconfig
+
+    def make(folder: Path) -> Path:
+        sources = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))
+        tokenizer = build.byte_level_tokenizer(
+            folder,
+            chat_template=False,  # the processor carries SmolVLM's chat template
+            corpus=(path.read_text(errors="replace") for path in sources),
+            vocab_size=SMOLVLM_VOCAB,
+            min_frequency=2,
+            model_max_length=SMOLLM_135M["max_position_embeddings"],
+        )
+        return build.smolvlm(
+            folder, tokenizer, text=SMOLLM_135M, vision=SIGLIP_B16_512, scale_factor=4, tile_tokens=8
+        )
+
+    return cached("smolvlm-256m-bpe-random", make)
