@@ -126,9 +126,12 @@ class GrammarDecoding:
             import llguidance.hf
 
             size = self.model.get_output_embeddings().weight.shape[0]
-            self._vocabulary = llguidance.hf.from_tokenizer(
-                self.tokenizer, n_vocab=size, eos_token=sorted(self.eos) or None
-            )
+            try:
+                self._vocabulary = llguidance.hf.from_tokenizer(
+                    self.tokenizer, n_vocab=size, eos_token=sorted(self.eos) or None
+                )
+            except (ValueError, RuntimeError) as error:  # e.g. a WordPiece vocabulary it cannot decode
+                raise ValueError(f"structured outputs cannot use this model's tokenizer: {error}") from None
         mask = GrammarMask(self._vocabulary, key, sequences, prompt_length, self.eos)
         processors = LogitsProcessorList([mask])
         if temperature > 0:

@@ -120,3 +120,15 @@ def test_build_prompts_refuses_a_lines_bad_schema_and_keeps_the_rest(tiny_gpt2):
     assert rows["obj"]["_error"] is None and rows["free"]["_error"] is None
     assert rows["free"]["constraint"] is None
     assert rows["bad"]["_error"].startswith("body.response_format: ") and "nope" in rows["bad"]["_error"]
+
+
+def test_a_tokenizer_llguidance_cannot_read_is_named(tiny_gpt2, tiny_bert):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from operators.text.output_grammar import GrammarDecoding
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    word_piece = AutoTokenizer.from_pretrained(tiny_bert)  # BERT's WordPiece: no byte-level decoder
+    decoding = GrammarDecoding(model, word_piece, {0})
+    with pytest.raises(ValueError, match="structured outputs cannot use this model's tokenizer"):
+        decoding.processors(constraint_key("regex", "[0-9]+"), 1, 4, 0.0, 1.0)
