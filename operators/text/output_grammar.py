@@ -52,9 +52,15 @@ def grammar_error(key: str) -> str | None:
     try:
         compiled = grammar(key)
     except (ValueError, TypeError, RuntimeError) as error:  # the JSON schema compiler raises
-        return str(error).strip().splitlines()[0]
+        return _one_line(str(error))
     failed, messages = LLMatcher.validate_grammar_with_warnings(compiled)
-    return (messages[0] if messages else "invalid grammar") if failed else None
+    return _one_line(messages[0] if messages else "invalid grammar") if failed else None
+
+
+def _one_line(message: str) -> str:
+    """llguidance's messages draw carets under the grammar over several lines: one line, for a
+    config error or a row's reason."""
+    return " ".join(message.split())
 
 
 def parsed_json(text: str) -> str | None:
