@@ -20,6 +20,10 @@ after), then the run record and _SUCCESS [and data.csv with output.csv=true].
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
 from omegaconf import DictConfig
 
 from operators.filter_rows import filter_rows
@@ -49,17 +53,11 @@ def run(cfg: DictConfig) -> RunResult:
     edits = edit_list(cfg)  # checked before anything starts
     encoding = {**encode_options(cfg), "dimensions": True}
     made = ["width", "height", "format", *(column for edit in edits for column in EDITS[edit])]
-    taken = ["id", "path", "bytes", *made, *cfg.output.columns]
-    constraint, properties = (
-        caption_constraint(cfg, chat=True, taken=taken, stage="describe")
-        if "describe" in edits
-        else (None, {})
-    )
-    made += [*properties, *(["prompt"] if "describe" in edits and cfg.prompt.template else [])]
+    describe = describe_stage(cfg, edits, taken=["id", "path", "bytes", *made, *cfg.output.columns])
+    made += describe.columns
     check_filters(cfg.filter, [*made, *cfg.output.columns])
     read_columns, checked = image_columns(cfg)
-    template = cfg.prompt.template if "describe" in edits else None
-    needed = template_columns(template)
+    needed = template_columns(describe.template)
     checked += [("prompt.template", name) for name in needed]
     models = {edit: (IMAGE, CAPTION if edit == "describe" else (*IMAGE, *EDITS[edit])) for edit in edits}
     job = start_job(cfg, models=models, tasks=("preprocess", "encode"), columns=checked, webdataset=True)
@@ -72,15 +70,15 @@ def run(cfg: DictConfig) -> RunResult:
         small = {"image_column": cfg.input.image_column or "image", "thumbnails": [cfg.report.before]}
         rows = rows.map_batches(make_thumbnails, fn_kwargs={**small, "prefix": "before"}, **job.task_args())
     images = rows.map_batches(decode_rgb, fn_kwargs=rgb_options(cfg), **job.task_args())
-    if template:
-        images = images.map_batches(add_prompts, fn_kwargs={"template": template}, **job.task_args())
-    describe = {"constraint": constraint, "keep_images": True}  # the photo goes on to be encoded
+    if describe.template:
+        prompts = {"template": describe.template}
+        images = images.map_batches(add_prompts, fn_kwargs=prompts, **job.task_args())
     for edit in edits:
-        options = describe if edit == "describe" else None
+        options = describe.options if edit == "describe" else None
         images = job.feed(images, edit).map_batches(ModelStage, **job.model_args(edit, options=options))
     cpu = job.task_args("encode")
-    if properties:  # the schema's properties as columns: title, alt_text, tags ...
-        fields = {"source": "caption", "columns": properties}
+    if describe.properties:  # the schema's properties as columns: title, alt_text, tags ...
+        fields = {"source": "caption", "columns": describe.properties}
         images = images.map_batches(json_columns, fn_kwargs=fields, **cpu)
     if cfg.filter:
         images = images.map_batches(filter_rows, fn_kwargs={"rules": list(cfg.filter)}, **cpu)
@@ -93,6 +91,28 @@ def run(cfg: DictConfig) -> RunResult:
     if cfg.output.get("csv"):
         write_csv(job.fs, job.root)
     return result
+
+
+@dataclass(frozen=True)
+class Describe:
+    """The describe stage's settings; empty when `edits` leaves it out."""
+
+    options: dict[str, Any] | None = None  # ChatCaptioner keyword arguments the job derives
+    properties: dict[str, pa.DataType] = field(default_factory=dict)  # a JSON schema's columns
+    template: str | None = None  # prompt.template: a prompt per photo from its columns
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.properties, *(["prompt"] if self.template else [])]
+
+
+def describe_stage(cfg: DictConfig, edits: list[str], taken: list[str]) -> Describe:
+    """prompt.* checked (a constraint llguidance compiles, properties that overwrite no column)."""
+    if "describe" not in edits:
+        return Describe()
+    constraint, properties = caption_constraint(cfg, chat=True, taken=taken, stage="describe")
+    options = {"constraint": constraint, "keep_images": True}  # the photo goes on to be encoded
+    return Describe(options, properties, cfg.prompt.template)
 
 
 def edit_list(cfg: DictConfig) -> list[str]:
