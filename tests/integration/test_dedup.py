@@ -176,3 +176,28 @@ def test_bad_configs_fail_before_ray_naming_the_key(embeddings, tmp_path):
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"rayjobs dedup: config error: dedup.keep: must be one of {rules}, got 'x'"
     ]
+
+
+def test_the_kept_set_feeds_a_text_job_directly(local_ray, embeddings, tmp_path, tiny_gpt2):
+    """dedup's data/ is a Parquet table with every input column: generate_text reads its `text`."""
+    source, _, _ = embeddings
+    dedup(source, tmp_path / "kept")
+    kept = set(pq.read_table(tmp_path / "kept" / "data", columns=["id"])["id"].to_pylist())
+    cfg = rayjobs.compose(
+        "generate_text",
+        [
+            f"input.path={tmp_path / 'kept' / 'data'}",
+            "input.format=parquet",
+            "input.id_column=id",
+            "prompt.column=text",
+            "prompt.truncate=true",  # some synthetic texts are longer than the toy's context
+            f"output.path={tmp_path / 'generated'}",
+            f"model.path={tiny_gpt2}",
+            "model.max_new_tokens=3",
+            "job.limit=12",
+            "runtime.progress_bars=false",
+        ],
+    )
+    result = rayjobs.run(cfg)
+    ids = pq.read_table(tmp_path / "generated" / "data", columns=["id"])["id"].to_pylist()
+    assert result.rows_written == len(ids) == 12 and set(ids) <= kept
