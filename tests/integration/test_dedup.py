@@ -201,3 +201,21 @@ def test_the_kept_set_feeds_a_text_job_directly(local_ray, embeddings, tmp_path,
     result = rayjobs.run(cfg)
     ids = pq.read_table(tmp_path / "generated" / "data", columns=["id"])["id"].to_pylist()
     assert result.rows_written == len(ids) == 12 and set(ids) <= kept
+
+
+def test_an_embedding_output_on_s3_deduplicates_to_s3(local_ray, s3, embeddings, tmp_path):
+    from tests.integration.conftest import storage_overrides
+
+    fs, options = s3
+    source, rows, group = embeddings
+    fs.put(str(source), "rayjobs-test/emb", recursive=True)
+    local = dedup(source, tmp_path / "local")
+    remote = dedup(
+        "s3://rayjobs-test/emb", "s3://rayjobs-test/kept", "input.shard_rows=400", *storage_overrides(options)
+    )
+    assert (remote.rows_written, remote.rows_filtered) == (local.rows_written, local.rows_filtered)
+    kept = pq.read_table("rayjobs-test/kept/data", filesystem=fs, columns=["id"])["id"].to_pylist()
+    assert sorted(kept) == sorted(
+        pq.read_table(tmp_path / "local" / "data", columns=["id"])["id"].to_pylist()
+    )
+    assert fs.exists("rayjobs-test/kept/_SUCCESS") and not fs.exists("rayjobs-test/kept/_index")
