@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from operators.image.caption_decoding import caption_generation_config
+from operators.image.decode_images import rgb_image
 from operators.load_pretrained import load_pretrained, trust_flag
 from operators.model_files import local_model_dir
-from operators.text.output_grammar import NEUTRAL_SAMPLING, GrammarDecoding
+from operators.text.output_grammar import NEUTRAL_SAMPLING, GrammarDecoding, token_ids
 from operators.torch_device import inference_mode
 
 if TYPE_CHECKING:
@@ -93,9 +94,9 @@ class ChatCaptioner:
         self.constraint = constraint
         self.sampling = (temperature if do_sample else 0.0, top_p)
         if constraint is not None:
-            eos = self.generation.eos_token_id
-            eos = set(eos) if isinstance(eos, list) else {eos} - {None}
-            self.grammar = GrammarDecoding(self.model, self.tokenizer, eos)
+            self.grammar = GrammarDecoding(
+                self.model, self.tokenizer, token_ids(self.generation.eos_token_id)
+            )
             if do_sample:  # the warpers come after the grammar's mask
                 self.generation.update(**NEUTRAL_SAMPLING)
 
@@ -128,7 +129,7 @@ class ChatCaptioner:
         import torch
 
         images = [
-            to_image(raw, shape) for raw, shape in zip(batch["image_rgb"], batch["image_shape"], strict=True)
+            rgb_image(raw, shape) for raw, shape in zip(batch["image_rgb"], batch["image_shape"], strict=True)
         ]
         prompts = batch.get("prompt")
         if prompts is None:
@@ -148,10 +149,3 @@ class ChatCaptioner:
             captions[row] = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
             counts[row] = len(kept)
         return {"caption": captions, "generated_tokens": counts}
-
-
-def to_image(raw: bytes, shape: np.ndarray) -> Image.Image:
-    """The H x W x 3 uint8 image `decode_rgb` stored as raw bytes."""
-    from PIL import Image
-
-    return Image.fromarray(np.frombuffer(raw, dtype=np.uint8).reshape(tuple(int(n) for n in shape)))

@@ -38,18 +38,17 @@ def _arrow_type(spec: Any) -> pa.DataType:
 def json_columns(table: pa.Table, *, source: str, columns: dict[str, pa.DataType]) -> pa.Table:
     """Adds one column per schema property (`columns`, from schema_columns) parsed from
     `source`; a good row whose text does not parse is an error row."""
-    types = columns
-    values: dict[str, list] = {name: [] for name in types}
+    values: dict[str, list] = {name: [] for name in columns}
     reasons: list[str | None] = []
     for text, good in zip(table[source].to_pylist(), good_rows(table), strict=True):
         parsed, reason = _parse(text) if good else ({}, None)
         reasons.append(reason)
-        for name, kind in types.items():
+        for name, kind in columns.items():
             value = parsed.get(name)
             is_text = kind == pa.string() and value is not None and not isinstance(value, str)
             values[name].append(json.dumps(value, ensure_ascii=False) if is_text else value)
     table = mark_errors(table, reasons, STAGE)
-    for name, kind in types.items():
+    for name, kind in columns.items():
         table = table.append_column(name, pa.array(values[name], kind))
     return table
 

@@ -72,6 +72,11 @@ def parsed_json(text: str) -> str | None:
         return None
 
 
+def token_ids(value: int | list[int] | None) -> set[int]:
+    """A generation config's eos_token_id (one id, a list, or None) as a set."""
+    return set(value) if isinstance(value, list) else {value} - {None}
+
+
 def is_json(key: str | None) -> bool:
     return key is not None and key.startswith('{"json_schema"')
 

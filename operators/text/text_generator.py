@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from operators.load_pretrained import load_pretrained
-from operators.text.output_grammar import NEUTRAL_SAMPLING, GrammarDecoding, is_json, parsed_json
+from operators.text.output_grammar import NEUTRAL_SAMPLING, GrammarDecoding, is_json, parsed_json, token_ids
 from operators.torch_device import inference_mode
 
 KINDS = {"max_new_tokens": int, "temperature": float, "top_p": float, "n": int, "seed": int}
@@ -76,8 +76,7 @@ class TextGenerator:
         )
         self.model, self.device = loaded.model, loaded.device
         self.tokenizer = AutoTokenizer.from_pretrained(loaded.folder)
-        eos = self.model.generation_config.eos_token_id
-        self.eos = set(eos) if isinstance(eos, list) else {eos} - {None}
+        self.eos = token_ids(self.model.generation_config.eos_token_id)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = next(iter(self.eos), 0)
@@ -101,10 +100,11 @@ class TextGenerator:
         settings = [self._settings(batch, i) for i in range(size)]
         for setting in dict.fromkeys(settings):  # one generate() per distinct parameter set
             members = [i for i in range(size) if settings[i] == setting]
-            texts, finish, lengths = self._generate([rows[i] for i in members], dict(setting))
+            setting = dict(setting)
+            texts, finish, lengths = self._generate([rows[i] for i in members], setting)
             for k, i in enumerate(members):
                 completions[i], reasons[i], counts[i] = texts[k], finish[k], lengths[k]
-                if is_json(dict(setting)["constraint"]):
+                if is_json(setting["constraint"]):
                     parsed[i] = [parsed_json(text) for text in texts[k]]
         prompt_tokens = np.array([len(row) for row in rows], dtype=np.int32)
         return {
