@@ -406,6 +406,90 @@ def segformer(
     return folder
 
 
+TOY_MASK2FORMER = {
+    "num_queries": 5,
+    "hidden_dim": 32,  # the pixel decoder's GroupNorm takes 32 groups
+    "mask_feature_size": 32,
+    "feature_size": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 2,
+    "num_attention_heads": 2,
+    "dim_feedforward": 32,
+    "encoder_feedforward_dim": 32,
+}
+TOY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "window_size": 4}
+
+
+def mask2former(
+    folder: Path,
+    labels: Sequence[str] = ("background", "product", "shadow"),
+    shape: Mapping[str, Any] = TOY_MASK2FORMER,
+    side: int = 64,
+) -> Path:
+    """A Mask2Former (mask classification: queries x classes, queries x masks at a quarter of the
+    input) on a Swin backbone; its processor keeps the aspect ratio, rounds to 32 px and pads."""
+    import torch
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
+    from transformers.models.mask2former import image_processing_pil_mask2former as pil
+
+    torch.manual_seed(0)
+    backbone = SwinConfig(
+        **TOY_SWIN, image_size=side, patch_size=4, out_features=["stage1", "stage2", "stage3", "stage4"]
+    )
+    config = Mask2FormerConfig(
+        **shape,
+        backbone_config=backbone,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    model = Mask2FormerForUniversalSegmentation(config).eval()
+    with torch.no_grad():  # at the default init every pixel gets the same scores: sharpen the heads
+        for name, weights in model.named_parameters():
+            if "mask_embedder" in name and name.endswith("weight"):
+                weights.mul_(10)
+            elif name.startswith("class_predictor"):
+                weights.mul_(3) if name.endswith("weight") else weights.zero_()
+    model.save_pretrained(folder)
+    # The PIL backend: the default one needs torchvision, which the test machines lack.
+    pil.Mask2FormerImageProcessorPil(
+        size={"shortest_edge": side, "longest_edge": 3 * side // 2}, size_divisor=32
+    ).save_pretrained(folder)
+    return folder
+
+
+TOY_SAPIENS2 = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_attention_heads": 1,
+    "num_first_full_attention_layers": 1,
+    "num_last_full_attention_layers": 1,
+    "num_register_tokens": 2,
+    "patch_size": 16,
+}
+
+
+def sapiens2_matting(folder: Path, shape: Mapping[str, Any] = TOY_SAPIENS2, side: int = 64) -> Path:
+    """A Sapiens2 matting model (the photo in, foreground and alpha out at a quarter of the input).
+    Saved with a ViT image processor doing Sapiens2's resize and normalise: Sapiens2's own
+    processor needs torchvision, which the test machines lack."""
+    import torch
+    from transformers import Sapiens2Config, Sapiens2ForImageMatting, ViTImageProcessor
+
+    torch.manual_seed(0)
+    config = Sapiens2Config(
+        **shape,
+        image_size=side,
+        out_indices=[shape["num_hidden_layers"]],
+        num_labels=4,  # RGB foreground and alpha
+        head_config={"upsample_out_channels": [16, 8], "conv_out_channels": [8]},
+    )
+    Sapiens2ForImageMatting(config).eval().save_pretrained(folder)
+    ViTImageProcessor(size={"height": side, "width": 3 * side // 4}).save_pretrained(folder)
+    return folder
+
+
 TOY_SWIN2SR = {"embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2], "window_size": 8, "mlp_ratio": 2.0}
 
 

@@ -7,8 +7,9 @@ write them in the shop's format and sizes.
 
 read shards (Ray tasks) -> a small copy of each photo for the report (report.before) -> decode,
 orient and bound the size (CPU, in the read task; bad images become error rows) -> each of
-`edits` in order, each on its own actor pool: remove_background (BackgroundRemover: any semantic
-segmentation checkpoint; the product centred on background_color, or RGBA), upscale
+`edits` in order, each on its own actor pool: remove_background (BackgroundRemover: a semantic
+or mask-classification segmentation checkpoint, or a matting one; the product centred on
+background_color, or RGBA), upscale
 (ImageUpscaler: Swin2SR, tiled; only_below), describe (ChatCaptioner: a chat VLM, per
 prompt.template, bound to prompt.json_schema; its properties become columns: SEO metadata) ->
 filter rules (e.g. mask_coverage > 0.01) ->

@@ -95,5 +95,15 @@ def tiny_segformer(models_dir) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_mask2former(models_dir) -> str:
+    return str(tiny_models.tiny_mask2former(models_dir / "mask2former"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sapiens2_matting(models_dir) -> str:
+    return str(tiny_models.tiny_sapiens2_matting(models_dir / "sapiens2_matting"))
+
+
+@pytest.fixture(scope="session")
 def tiny_swin2sr(models_dir) -> str:
     return str(tiny_models.tiny_swin2sr(models_dir / "swin2sr"))

@@ -61,6 +61,16 @@ def tiny_segformer(folder: Path) -> Path:
     return build.segformer(folder)
 
 
+def tiny_mask2former(folder: Path) -> Path:
+    """A Mask2Former with labels background, product, shadow; 5 queries, 64 px short side, padded."""
+    return build.mask2former(folder)
+
+
+def tiny_sapiens2_matting(folder: Path) -> Path:
+    """A Sapiens2 matting model: 64 x 48 inputs, a 16 x 12 alpha."""
+    return build.sapiens2_matting(folder)
+
+
 def tiny_swin2sr(folder: Path) -> Path:
     """A Swin2SR x2 (embed dim 16, two one-block stages, window 8)."""
     return build.swin2sr(folder)

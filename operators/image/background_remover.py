@@ -1,5 +1,5 @@
 """BackgroundRemover: whole images in, the product cut out (RGBA) or centred on a plain
-background (composite) out, with a semantic segmentation checkpoint."""
+background (composite) out, with a segmentation or matting checkpoint."""
 
 from __future__ import annotations
 
@@ -11,29 +11,47 @@ import numpy as np
 from operators.image.decode_images import raw_pixels
 from operators.image.transform_images import parse_background
 from operators.load_pretrained import load_pretrained, trust_flag
+from operators.model_files import local_model_dir
 from operators.torch_device import inference_mode
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PretrainedConfig
 
 OUTPUTS = ("rgba", "composite")
 BACKGROUND_NAMES = ("background", "bg")  # compared lowercased, without surrounding "_" or spaces
+# What a checkpoint's head gives, by the auto class that loads it; the probability is made to match.
+SEMANTIC, MASK_CLASSIFICATION, MATTING = "semantic", "mask classification", "matting"
+MASK_CLASSIFIERS = (
+    "mask2former",
+    "maskformer",
+)  # oneformer takes task tokens too, detr names outputs otherwise
 
 
 class BackgroundRemover:
-    """Separates the product from its background with any checkpoint that
-    AutoModelForSemanticSegmentation loads (SegFormer, DPT, BEiT, MobileViT, UperNet ...).
+    """Separates the product from its background with a checkpoint that transformers loads
+    natively, of one of three kinds:
+
+    - semantic segmentation (AutoModelForSemanticSegmentation: SegFormer, DPT, BEiT, MobileViT,
+      UperNet ...): foreground probability = the softmax mass of the `classes` labels; a
+      one-channel head (a binary foreground model): its sigmoid.
+    - mask classification (AutoModelForUniversalSegmentation: Mask2Former, MaskFormer): each
+      query's class softmax (no-object dropped) times its mask's sigmoid, summed over queries,
+      gives per-class scores as in transformers' semantic post-processing; the probability is the
+      `classes` share of those scores at each pixel, where a total under 1 counts the rest as
+      background (a pixel no query claims is background).
+    - matting (AutoModelForImageMatting, models that matte the photo alone: Sapiens2): the
+      predicted alpha; `soft` keeps its fine edges (hair, fur, glass).
 
     The checkpoint's image processor runs here, on the batch, with its centre crop (if any)
-    turned off so the mask covers the whole photo. Foreground probability = the softmax mass of
-    the `classes` labels (a one-channel head: its sigmoid), at the model's output size, resized
-    bilinear to the photo; the mask is probability > `threshold`. Alpha is that mask, or with
-    `soft` the probability itself.
+    turned off so the mask covers the whole photo; padding it adds (Mask2Former) is cut off again.
+    The probability is taken at the model's output size and resized bilinear to the photo; the
+    mask is probability > `threshold`. Alpha is that mask, or with `soft` the probability itself.
 
     - `classes`: label names (any case) or ids of config.id2label that count as foreground.
       Default: every label but those named background / bg (e.g. "__background__"), or, when no
       label has such a name, every label but id 0. Checkpoints without a background class
-      (ADE20K's "wall", "floor" ...) need `classes`.
+      (ADE20K's "wall", "floor" ...) need `classes`; one-channel and matting heads take none.
     - `output="rgba"`: the photo with the alpha as a fourth channel, same size.
     - `output="composite"`: the photo blended onto `background_color` by alpha, cropped to the
       mask's bounding box, scaled (up or down) to fit the canvas less `padding` (a fraction of
@@ -63,7 +81,13 @@ class BackgroundRemover:
         device: str = "auto",
         trust_remote_code: bool = False,
     ) -> None:
-        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+        from transformers import (
+            AutoConfig,
+            AutoImageProcessor,
+            AutoModelForImageMatting,
+            AutoModelForSemanticSegmentation,
+            AutoModelForUniversalSegmentation,
+        )
 
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
@@ -74,9 +98,19 @@ class BackgroundRemover:
         if canvas is not None and canvas < 1:
             raise ValueError(f"canvas must be a positive size in px, got {canvas}")
         self.colour = parse_colour(background_color)
+        folder = local_model_dir(path, revision)
+        # One model_type (sapiens2) has both segmentation and matting heads: the checkpoint's
+        # architecture says which it is, so the auto class is picked, not tried in turn.
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_flag(trust_remote_code))
+        self.kind = head_kind(config)
+        auto_class = {
+            SEMANTIC: AutoModelForSemanticSegmentation,
+            MASK_CLASSIFICATION: AutoModelForUniversalSegmentation,
+            MATTING: AutoModelForImageMatting,
+        }[self.kind]
         loaded = load_pretrained(
-            AutoModelForSemanticSegmentation,
-            path,
+            auto_class,
+            folder,
             revision=revision,
             device=device,
             dtype=dtype,
@@ -91,11 +125,12 @@ class BackgroundRemover:
             {"do_center_crop": False} if getattr(self.processor, "do_center_crop", None) else {}
         )
         labels = self.model.config.id2label
-        if len(labels) == 1 and classes is not None:
+        if (len(labels) == 1 or self.kind == MATTING) and classes is not None:
             raise ValueError(
-                f"{path} has a one-channel head: its sigmoid is the foreground, no classes to pick"
+                f"{path} predicts the foreground itself (one channel or alpha): no classes to pick"
             )
-        self.foreground_ids = foreground_labels(labels, classes) if len(labels) > 1 else []
+        picks = len(labels) > 1 and self.kind != MATTING
+        self.foreground_ids = foreground_labels(labels, classes) if picks else []
         self.threshold, self.soft, self.output = threshold, soft, output
         self.padding, self.canvas = padding, canvas
 
@@ -133,23 +168,43 @@ class BackgroundRemover:
                 raise ValueError(f"BackgroundRemover takes RGB images, got shape {image.shape}")
         encoded = self.processor(images=[Image.fromarray(image) for image in images], **self.process_options)
         pixels = [torch.as_tensor(values) for values in encoded["pixel_values"]]  # numpy or torch, by backend
+        padded = "pixel_mask" in encoded  # its 1s mark the photo, 0s the padding
+        valid = [torch.as_tensor(values) for values in encoded["pixel_mask"]] if padded else None
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, values in enumerate(pixels):  # processors that keep the aspect ratio vary in size
             groups.setdefault(tuple(values.shape), []).append(i)
         found: list[torch.Tensor | None] = [None] * len(images)
         for rows in groups.values():
-            stacked = torch.stack([pixels[i] for i in rows]).to(self.device, self.dtype)
-            logits = self.model(pixel_values=stacked).logits.float()
-            if logits.shape[1] == 1:
-                probability = torch.sigmoid(logits[:, 0])
-            else:
-                probability = logits.softmax(dim=1)[:, self.foreground_ids].sum(dim=1)
+            inputs = {"pixel_values": torch.stack([pixels[i] for i in rows]).to(self.device, self.dtype)}
+            if valid is not None:
+                inputs["pixel_mask"] = torch.stack([valid[i] for i in rows]).to(self.device)
+            probability = self.probability(self.model(**inputs))
             for row, small in zip(rows, probability, strict=True):
-                height, width = images[row].shape[:2]
+                if valid is not None:
+                    small = unpadded(small, valid[row].to(small.device))
                 found[row] = torch.nn.functional.interpolate(
-                    small[None, None], size=(height, width), mode="bilinear", align_corners=False
+                    small[None, None], size=images[row].shape[:2], mode="bilinear", align_corners=False
                 )[0, 0]
         return found  # type: ignore[return-value]
+
+    def probability(self, outputs: object) -> torch.Tensor:
+        """B x h x w foreground probability from the head's outputs, at the model's output size."""
+        if self.kind == MATTING:
+            return outputs.alphas[:, 0].float()  # type: ignore[attr-defined]
+        if self.kind == MASK_CLASSIFICATION:
+            import torch
+
+            # Summed at the model's size: at the photo's, B x queries x H x W would not fit in memory.
+            classes = outputs.class_queries_logits.float().softmax(dim=-1)[..., :-1]  # type: ignore[attr-defined]
+            masks = outputs.masks_queries_logits.float().sigmoid()  # type: ignore[attr-defined]
+            scores = torch.einsum("bqc,bqhw->bchw", classes, masks)
+            # Where the queries claim a pixel by less than 1 in all, the rest is background: a pixel
+            # no query claims would otherwise be decided by a ratio of tiny numbers.
+            return scores[:, self.foreground_ids].sum(dim=1) / scores.sum(dim=1).clamp_min(1)
+        logits = outputs.logits.float()  # type: ignore[attr-defined]
+        if logits.shape[1] == 1:
+            return logits[:, 0].sigmoid()
+        return logits.softmax(dim=1)[:, self.foreground_ids].sum(dim=1)
 
     def composite(self, pixels: torch.Tensor, alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The masked product blended onto the background colour, scaled into the canvas less its
@@ -180,6 +235,38 @@ class BackgroundRemover:
             y, x = (tall - new_h) // 2, (wide - new_w) // 2
             canvas[y : y + new_h, x : x + new_w] = scaled
         return canvas.clamp(0, 255).round().to(torch.uint8)
+
+
+def head_kind(config: PretrainedConfig) -> str:
+    """SEMANTIC, MASK_CLASSIFICATION or MATTING: what a checkpoint's head predicts."""
+    from transformers.models.auto import modeling_auto
+
+    if config.model_type == "vitmatte":  # its processor and forward take a trimap, which nothing here makes
+        raise ValueError(
+            "vitmatte refines a trimap, which BackgroundRemover does not make: "
+            "use a model that mattes the photo alone (sapiens2) or a segmentation checkpoint"
+        )
+    if set(config.architectures or ()) & set(modeling_auto.MODEL_FOR_IMAGE_MATTING_MAPPING_NAMES.values()):
+        return MATTING
+    if config.model_type in MASK_CLASSIFIERS:
+        return MASK_CLASSIFICATION
+    if config.model_type in modeling_auto.MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES:
+        raise ValueError(
+            f"{config.model_type} checkpoints are not supported: use {' or '.join(MASK_CLASSIFIERS)}"
+        )
+    return SEMANTIC
+
+
+def unpadded(probability: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """`probability` (h x w, for the padded input) cut to the photo's part of the input, which
+    `valid` (the processor's H x W pixel mask, padding at the bottom and right) marks."""
+    import torch
+
+    height, width = int(valid.any(dim=1).sum()), int(valid.any(dim=0).sum())
+    full = torch.nn.functional.interpolate(
+        probability[None, None], size=tuple(valid.shape), mode="bilinear", align_corners=False
+    )
+    return full[0, 0, :height, :width]
 
 
 def foreground_labels(id2label: Mapping, classes: Sequence[str | int] | None) -> list[int]:

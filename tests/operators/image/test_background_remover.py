@@ -4,10 +4,29 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation, SegformerImageProcessor
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageMatting,
+    AutoModelForSemanticSegmentation,
+    AutoModelForUniversalSegmentation,
+    Mask2FormerConfig,
+    OneFormerConfig,
+    Sapiens2Config,
+    SegformerImageProcessor,
+    VitMatteConfig,
+)
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from operators.image.background_remover import BackgroundRemover, foreground_labels, parse_colour
+from benchmarks import random_checkpoints
+from operators.image.background_remover import (
+    MASK_CLASSIFICATION,
+    MATTING,
+    SEMANTIC,
+    BackgroundRemover,
+    foreground_labels,
+    head_kind,
+    parse_colour,
+)
 from operators.image.decode_images import raw_pixels, rgb_image
 
 GREY, RED, WHITE = (128, 128, 128), (255, 0, 0), (255, 255, 255)
@@ -70,6 +89,101 @@ def test_masks_equal_the_processor_and_model_called_by_hand(tiny_segformer, clas
         assert np.array_equal(cut[..., :3], image)  # rgba keeps every pixel's colour
         assert coverage == pytest.approx(mask.mean(), abs=1e-6)
         assert np.abs(faded[..., 3].astype(int) - np.round(probability * 255)).max() <= 1
+
+
+def up_to(probability: torch.Tensor, image: np.ndarray) -> np.ndarray:
+    """An h x w probability resized bilinear to the photo."""
+    size = image.shape[:2]
+    return torch.nn.functional.interpolate(probability[None, None], size=size, mode="bilinear")[0, 0].numpy()
+
+
+def one_at_a_time(path: str, auto_class: type, image: np.ndarray) -> object:
+    """The checkpoint's processor and model on one photo: the model's outputs."""
+    processor = AutoImageProcessor.from_pretrained(path)
+    model = auto_class.from_pretrained(path).eval()
+    with torch.no_grad():
+        return model(
+            pixel_values=processor(images=[Image.fromarray(image)], return_tensors="pt")["pixel_values"]
+        )
+
+
+def assert_alpha_follows(out: dict[str, np.ndarray], images: list[np.ndarray], probabilities: list) -> None:
+    """The soft alpha is round(255 x probability) within one level, and the coverage is its share over 0.5."""
+    for image, cut, coverage, probability in zip(
+        images, edited(out), out["mask_coverage"], probabilities, strict=True
+    ):
+        assert 0.05 < (probability > 0.5).mean() < 0.95  # a real split, not all or nothing
+        assert np.array_equal(cut[..., :3], image)
+        assert np.abs(cut[..., 3].astype(int) - np.round(probability * 255)).max() <= 1
+        assert coverage == pytest.approx((probability > 0.5).mean(), abs=0.01)
+
+
+def mask_classification_by_hand(path: str, images: list[np.ndarray]) -> list[np.ndarray]:
+    """The processor and model on the batch; per photo the foreground share of the class scores,
+    its padding cut off by the processor's pixel mask, bilinear up to the photo's size."""
+    processor = AutoImageProcessor.from_pretrained(path)
+    model = AutoModelForUniversalSegmentation.from_pretrained(path).eval()
+    inputs = processor(images=[Image.fromarray(image) for image in images], return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**inputs)
+    classes = outputs.class_queries_logits.softmax(-1)[
+        ..., :-1
+    ]  # B x queries x (background, product, shadow)
+    masks = outputs.masks_queries_logits.sigmoid()  # B x queries x h x w
+    scores = (classes[..., None, None] * masks[:, :, None]).sum(dim=1)  # B x classes x h x w
+    probabilities = scores[:, 1:].sum(dim=1) / scores.sum(dim=1).clamp(min=1)
+    found = []
+    for image, probability, valid in zip(images, probabilities, inputs["pixel_mask"], strict=True):
+        height, width = int(valid[:, 0].sum()), int(valid[0].sum())
+        whole = up_to(probability, np.empty(valid.shape))  # at the padded input's size
+        found.append(up_to(torch.from_numpy(whole[:height, :width].copy()), image))
+    return found
+
+
+def test_mask_classification_heads_give_the_foreground_share_of_the_class_scores(tiny_mask2former):
+    images = photos([(40, 48), (37, 29), (30, 90)])  # 64 x 96, 96 x 64 and 32 x 96 for the model
+    for image in images:
+        out = BackgroundRemover(tiny_mask2former, output="rgba", soft=True)(batch_of([image]))
+        assert_alpha_follows(out, [image], mask_classification_by_hand(tiny_mask2former, [image]))
+    # Together, the processor pads them to 96 x 96; the remover cuts the padding off again.
+    out = BackgroundRemover(tiny_mask2former, output="rgba", soft=True)(batch_of(images))
+    assert_alpha_follows(out, images, mask_classification_by_hand(tiny_mask2former, images))
+
+
+def test_matting_heads_give_their_alpha(tiny_sapiens2_matting):
+    images = photos([(40, 30), (30, 60)])
+    probabilities = []
+    for image in images:
+        alphas = one_at_a_time(tiny_sapiens2_matting, AutoModelForImageMatting, image).alphas
+        probabilities.append(up_to(alphas[0, 0], image))
+    out = BackgroundRemover(tiny_sapiens2_matting, output="rgba", soft=True)(batch_of(images))
+    assert_alpha_follows(out, images, probabilities)
+    with pytest.raises(ValueError, match="predicts the foreground itself"):
+        BackgroundRemover(tiny_sapiens2_matting, classes=["product"])
+
+
+def test_a_one_channel_head_gives_its_sigmoid(tmp_path):
+    path = str(random_checkpoints.segformer(tmp_path / "binary", labels=("foreground",)))
+    images = photos([(40, 48), (64, 64), (30, 90)])
+    probabilities = []
+    for image in images:
+        logits = one_at_a_time(path, AutoModelForSemanticSegmentation, image).logits
+        probabilities.append(up_to(logits[0, 0].sigmoid(), image))
+    out = BackgroundRemover(path, output="rgba", soft=True)(batch_of(images))
+    assert_alpha_follows(out, images, probabilities)
+
+
+def test_the_head_kind_comes_from_the_checkpoint_s_architecture():
+    matting = Sapiens2Config(architectures=["Sapiens2ForImageMatting"])
+    assert head_kind(matting) == MATTING
+    assert head_kind(Sapiens2Config(architectures=["Sapiens2ForSemanticSegmentation"])) == SEMANTIC
+    assert head_kind(Mask2FormerConfig()) == MASK_CLASSIFICATION
+    with pytest.raises(ValueError, match="vitmatte refines a trimap"):
+        head_kind(VitMatteConfig())
+    with pytest.raises(
+        ValueError, match="oneformer checkpoints are not supported: use mask2former or maskformer"
+    ):
+        head_kind(OneFormerConfig())
 
 
 def red_is_the_product(model: torch.nn.Module) -> None:
