@@ -103,6 +103,21 @@ def _write_bytes(fs, path: str, data: bytes) -> None:
             handle.write(data)
 
 
+def upload_file(fs, path: str, local_path: str) -> None:
+    """A local file copied to `path`, seen whole or not at all, as write_bytes; memory stays flat."""
+    retrying(lambda: _upload_file(fs, path, local_path))
+
+
+def _upload_file(fs, path: str, local_path: str) -> None:
+    if is_local(fs):
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        fs.put_file(local_path, tmp)
+        fs.mv(tmp, path)
+    else:
+        fs.put_file(local_path, path)
+
+
 def write_parquet(fs, path: str, table: pa.Table, compression: str = "zstd") -> None:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression=compression)
