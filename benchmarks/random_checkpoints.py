@@ -335,20 +335,9 @@ def stable_diffusion(
     diffusers' default shape, which is SD 1.x's."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
     torch.manual_seed(0)
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([" ".join(WORDS)] * 4, vocab_size=300, special_tokens=["<|endoftext|>"])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        model_max_length=77,  # without it the text encoder call overflows
-    )
-    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=77, **text))
+    tokenizer, encoder = clip_text_encoder(text)
     blocks = len(vae.get("block_out_channels", (64,)))
     StableDiffusionPipeline(
         vae=AutoencoderKL(
@@ -366,6 +355,58 @@ def stable_diffusion(
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    ).save_pretrained(folder)
+    return folder
+
+
+def clip_text_encoder(text: Mapping[str, Any] = TOY_TOWER) -> tuple[Any, Any]:
+    """A CLIP text encoder and its byte-level BPE tokenizer (77 positions), as diffusion pipelines take."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 4, vocab_size=300, special_tokens=["<|endoftext|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_max_length=77,  # without it the text encoder call overflows
+    )
+    encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=77, **text))
+    return tokenizer, encoder
+
+
+def stable_diffusion_upscaler(folder: Path, unet: Mapping[str, Any] = TOY_UNET) -> Path:
+    """A Stable Diffusion x4 upscaling pipeline: latents the size of the input image, which the
+    UNet takes beside them (7 channels in) with the noise level as its class label, decoded 4x by
+    a three-level VAE with the x4 upscaler's scaling factor."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+
+    torch.manual_seed(0)
+    tokenizer, encoder = clip_text_encoder()
+    StableDiffusionUpscalePipeline(
+        vae=AutoencoderKL(
+            down_block_types=["DownEncoderBlock2D"] * 3,
+            up_block_types=["UpDecoderBlock2D"] * 3,
+            block_out_channels=(8, 8, 16),
+            norm_num_groups=4,
+            latent_channels=4,
+            scaling_factor=0.08333,
+        ),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel(**{**unet, "in_channels": 7, "out_channels": 4, "num_class_embeds": 1000}),
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(clip_sample=False, steps_offset=1),
+        max_noise_level=350,
     ).save_pretrained(folder)
     return folder
 

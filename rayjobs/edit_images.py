@@ -9,10 +9,10 @@ read shards (Ray tasks) -> a small copy of each photo for the report (report.bef
 orient and bound the size (CPU, in the read task; bad images become error rows) -> each of
 `edits` in order, each on its own actor pool: remove_background (BackgroundRemover: a semantic
 or mask-classification segmentation checkpoint, or a matting one; the product centred on
-background_color, or RGBA), upscale
-(ImageUpscaler: Swin2SR, tiled; only_below), describe (ChatCaptioner: a chat VLM, per
-prompt.template, bound to prompt.json_schema; its properties become columns: SEO metadata) ->
-filter rules (e.g. mask_coverage > 0.01) ->
+background_color, or RGBA), upscale (ImageUpscaler: Swin2SR or a diffusers x4 upscaler,
+tiled; only_below), describe (ChatCaptioner: a chat VLM, per prompt.template, bound to
+prompt.json_schema; its properties become columns: SEO metadata) -> filter rules (e.g.
+mask_coverage > 0.01) ->
 encode (CPU: output.image_format, thumbnails.sizes) -> write: files/ (or tars/ with
 output=webdataset), data/ (id, path, bytes, width, height, format, mask_coverage, upscale, thumbnails,
 caption and the schema's columns, output.columns), filtered/, errors/, report.html (before /

@@ -105,5 +105,10 @@ def tiny_sapiens2_matting(models_dir) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_sd_upscaler(models_dir) -> str:
+    return str(tiny_models.tiny_sd_upscaler(models_dir / "sd_upscaler"))
+
+
+@pytest.fixture(scope="session")
 def tiny_swin2sr(models_dir) -> str:
     return str(tiny_models.tiny_swin2sr(models_dir / "swin2sr"))

@@ -71,6 +71,11 @@ def tiny_sapiens2_matting(folder: Path) -> Path:
     return build.sapiens2_matting(folder)
 
 
+def tiny_sd_upscaler(folder: Path) -> Path:
+    """A Stable Diffusion x4 upscaling pipeline: two UNet levels, a three-level VAE (4x)."""
+    return build.stable_diffusion_upscaler(folder)
+
+
 def tiny_swin2sr(folder: Path) -> Path:
     """A Swin2SR x2 (embed dim 16, two one-block stages, window 8)."""
     return build.swin2sr(folder)

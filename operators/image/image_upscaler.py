@@ -1,4 +1,5 @@
-"""ImageUpscaler: whole images in, super-resolved images out (Swin2SR), tile by tile."""
+"""ImageUpscaler: whole images in, super-resolved images out (Swin2SR or a diffusers
+upscaler), tile by tile."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from operators.image.decode_images import raw_pixels
-from operators.load_pretrained import load_pretrained, trust_flag
+from operators.image.super_resolution import load_super_resolution
+from operators.model_files import local_model_dir
 from operators.torch_device import inference_mode
 
 if TYPE_CHECKING:
@@ -15,12 +17,10 @@ if TYPE_CHECKING:
 
 
 class ImageUpscaler:
-    """Upscales images with a Swin2SR checkpoint (transformers' AutoModelForImageToImage).
-
-    Each image or tile is prepared as the checkpoint's Swin2SRImageProcessor prepares it: scaled
-    to [0, 1] and mirrored (symmetric padding) at the bottom and right up to the next multiple of
-    its `size_divisor`, a whole extra block when already a multiple; the model's output is cut
-    back to scale x the unpadded size and rounded to uint8.
+    """Upscales images with a Swin2SR checkpoint (transformers' AutoModelForImageToImage) or a
+    diffusers Stable Diffusion x4 upscaling pipeline (operators/image/super_resolution.py says
+    how each is fed; `prompt`, `num_inference_steps`, `guidance_scale`, `noise_level` and `seed`
+    are the diffusers pipeline's settings, refused for Swin2SR).
 
     An image larger than `tile` px on a side goes through in `tile` x `tile` tiles that overlap
     by `overlap` px, `tile_batch` tiles per model call, so the model's memory stays bounded by
@@ -28,8 +28,8 @@ class ImageUpscaler:
     that falls towards its inner edges (a linear feather over the overlap), so neighbouring tiles
     blend without seams. Images that fit in one tile go through whole, `tile_batch` of one shape
     per call. An RGBA image's alpha is resized bicubic (the model takes RGB). `scale`, when
-    given, must be the checkpoint's own factor (config.upscale). `only_below`: images whose
-    longer side is already at least this pass through unchanged, with `upscale` 1.
+    given, must be the checkpoint's own factor. `only_below`: images whose longer side is
+    already at least this pass through unchanged, with `upscale` 1.
     """
 
     inputs: ClassVar[tuple[str, ...]] = ("image_rgb", "image_shape")
@@ -44,39 +44,38 @@ class ImageUpscaler:
         overlap: int = 16,
         only_below: int | None = None,
         tile_batch: int = 8,
+        prompt: str | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        noise_level: int | None = None,
+        seed: int | None = None,
         dtype: str = "auto",
         device: str = "auto",
         trust_remote_code: bool = False,
     ) -> None:
-        from transformers import AutoImageProcessor, AutoModelForImageToImage
-
         if tile is not None and not 0 <= 2 * overlap < tile:
             raise ValueError(f"overlap must be in [0, tile / 2): tile={tile}, overlap={overlap}")
-        loaded = load_pretrained(
-            AutoModelForImageToImage,
-            path,
-            revision=revision,
+        diffusion = {
+            name: value
+            for name, value in [
+                ("prompt", prompt),
+                ("num_inference_steps", num_inference_steps),
+                ("guidance_scale", guidance_scale),
+                ("noise_level", noise_level),
+                ("seed", seed),
+            ]
+            if value is not None
+        }
+        self.model = load_super_resolution(
+            local_model_dir(path, revision),
+            diffusion,
             device=device,
             dtype=dtype,
             trust_remote_code=trust_remote_code,
         )
-        self.model, self.device, self.dtype = loaded.model, loaded.device, loaded.dtype
-        factor = getattr(self.model.config, "upscale", None)
-        if not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"{path}: its config has no upscale factor (not a super-resolution model)")
-        if scale is not None and scale != factor:
-            raise ValueError(f"{path} upscales x{factor}, not x{scale}: pick a x{scale} checkpoint")
-        self.scale = factor
-        try:
-            processor = AutoImageProcessor.from_pretrained(
-                loaded.folder, trust_remote_code=trust_flag(trust_remote_code)
-            )
-        except OSError:  # no preprocessor_config.json: Swin2SRImageProcessor's defaults
-            processor = None
-        self.divisor = (
-            int(getattr(processor, "size_divisor", None) or 8) if getattr(processor, "do_pad", True) else 0
-        )
-        self.rescale = float(getattr(processor, "rescale_factor", None) or 1 / 255)
+        if scale is not None and scale != self.model.scale:
+            raise ValueError(f"{path} upscales x{self.model.scale}, not x{scale}: pick a x{scale} checkpoint")
+        self.scale, self.device = self.model.scale, self.model.device
         self.tile = tile or None
         self.overlap = overlap
         self.only_below = only_below
@@ -116,7 +115,7 @@ class ImageUpscaler:
             for start in range(0, len(rows), self.tile_batch):
                 chunk = rows[start : start + self.tile_batch]
                 tiles = torch.stack([self.on_device(images[k]) for k in chunk])
-                for k, out in zip(chunk, self.run_model(tiles), strict=True):
+                for k, out in zip(chunk, self.model(tiles), strict=True):
                     results[k] = self.finish(out, images[k])
         return results  # type: ignore[return-value]
 
@@ -137,7 +136,7 @@ class ImageUpscaler:
         for start in range(0, len(spots), self.tile_batch):
             chunk = spots[start : start + self.tile_batch]
             tiles = torch.stack([pixels[:, top : top + th, left : left + tw] for top, left in chunk])
-            for (top, left), out in zip(chunk, self.run_model(tiles), strict=True):
+            for (top, left), out in zip(chunk, self.model(tiles), strict=True):
                 ramp = torch.outer(
                     feather(top, th, height, self.overlap, s, self.device),
                     feather(left, tw, width, self.overlap, s, self.device),
@@ -163,18 +162,6 @@ class ImageUpscaler:
             alpha = torch.from_numpy(np.array(image[..., 3])).to(self.device)
             out = torch.cat([out, _resized_alpha(alpha, self.scale)])
         return out.permute(1, 2, 0).cpu().numpy()
-
-    def run_model(self, tiles: torch.Tensor) -> torch.Tensor:
-        """N x 3 x h x w uint8 tiles -> N x 3 x (scale h) x (scale w) float32 in [0, 1] (unclamped)."""
-        import torch
-
-        height, width = tiles.shape[-2:]
-        pixels = tiles.float() * self.rescale
-        if self.divisor:
-            pixels = pixels.index_select(-2, _mirrored(height, self.divisor, pixels.device))
-            pixels = pixels.index_select(-1, _mirrored(width, self.divisor, pixels.device))
-        out = self.model(pixel_values=pixels.to(self.dtype)).reconstruction
-        return out[:, :, : height * self.scale, : width * self.scale].to(torch.float32)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -202,15 +189,6 @@ def feather(
     if start + size < length:
         ramp = torch.minimum(ramp, steps.flip(0))
     return ramp
-
-
-def _mirrored(length: int, divisor: int, device: torch.device) -> torch.Tensor:
-    """Indices that pad an axis symmetrically at its end as Swin2SRImageProcessor.pad does:
-    up to the next multiple of `divisor`, a whole `divisor` more when already one."""
-    import torch
-
-    extra = divisor - length % divisor
-    return torch.from_numpy(np.pad(np.arange(length), (0, extra), mode="symmetric")).to(device)
 
 
 def _resized_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:

@@ -110,6 +110,59 @@ def test_a_scale_the_checkpoint_does_not_have_and_a_too_wide_overlap_are_refused
     assert ImageUpscaler(tiny_swin2sr, scale=2).scale == 2
 
 
+def direct_diffusion_upscale(path: str, image: np.ndarray, steps: int, seed: int) -> np.ndarray:
+    """The diffusers pipeline on the image mirrored to even sides (what its two-level toy UNet
+    takes), its output cut to 4x the image, rounded as diffusers' PIL output is."""
+    from diffusers import StableDiffusionUpscalePipeline
+
+    pipeline = StableDiffusionUpscalePipeline.from_pretrained(path)
+    height, width = image.shape[:2]
+    padded = np.pad(image, ((0, -height % 4), (0, -width % 4), (0, 0)), mode="symmetric")
+    out = pipeline(
+        prompt=["a red shoe"],
+        image=torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 255,
+        num_inference_steps=steps,
+        guidance_scale=0.0,
+        noise_level=20,
+        generator=[torch.Generator("cpu").manual_seed(seed)],
+        output_type="np",
+    ).images[0]
+    return (np.clip(out[: 4 * height, : 4 * width], 0, 1) * 255).round().astype(np.uint8)
+
+
+def test_a_diffusers_upscaler_equals_the_pipeline_called_directly(tiny_sd_upscaler):
+    images = [photo(18, 26), photo(18, 26, seed=1), photo(13, 21, seed=2)]  # 13 x 21: mirrored to 16 x 24
+    operator = ImageUpscaler(
+        tiny_sd_upscaler, prompt="a red shoe", num_inference_steps=3, seed=7, tile=None, scale=4
+    )
+    out = operator(batch_of(images))
+    assert list(out["upscale"]) == [4, 4, 4]
+    results = upscaled(out)
+    for image, result in zip(images, results, strict=True):
+        assert result.shape == (4 * image.shape[0], 4 * image.shape[1], 3)
+        expected = direct_diffusion_upscale(tiny_sd_upscaler, image, steps=3, seed=7)
+        assert np.abs(result.astype(int) - expected).max() <= 1
+    assert not np.array_equal(results[0], results[1])  # the photo, not only the seed, shapes the output
+
+
+def test_a_diffusers_upscaler_tiles_large_photos_and_its_settings_are_refused_for_swin2sr(
+    tiny_sd_upscaler, tiny_swin2sr
+):
+    image = photo(40, 36)
+    operator = ImageUpscaler(
+        tiny_sd_upscaler, prompt="a red shoe", num_inference_steps=2, tile=24, overlap=4, seed=3
+    )
+    tiled = upscaled(operator(batch_of([image])))[0]
+    assert tiled.shape == (160, 144, 3)
+    # Tiles start at rows 0, 16 and columns 0, 12: the first 16 x 12 px are the top-left tile's alone.
+    corner = direct_diffusion_upscale(tiny_sd_upscaler, image[:24, :24], steps=2, seed=3)
+    assert np.abs(tiled[:64, :48].astype(int) - corner[:64, :48]).max() <= 1
+    with pytest.raises(ValueError, match="noise_level, seed: settings of diffusers upscalers"):
+        ImageUpscaler(tiny_swin2sr, noise_level=30, seed=1)
+    with pytest.raises(ValueError, match=r"noise_level must be in \[0, 350\]"):
+        ImageUpscaler(tiny_sd_upscaler, noise_level=400)
+
+
 def png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
