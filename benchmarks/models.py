@@ -189,6 +189,21 @@ def segformer_b0_random() -> str:
     )
 
 
+SWIN_TINY = {"embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "window_size": 7}
+MASK2FORMER_SIDE = 384  # the short side facebook/mask2former-swin-tiny-* resize photos to
+
+
+def mask2former_tiny_random() -> str:
+    """A Mask2Former at facebook/mask2former-swin-tiny-*'s shape (Swin-T, 100 queries, 10 decoder
+    layers) with segformer_b2_clothes's labels, random weights."""
+    return cached(
+        "mask2former-swin-tiny-random",
+        lambda folder: build.mask2former(
+            folder, CLOTHES_LABELS, shape={}, backbone=SWIN_TINY, side=MASK2FORMER_SIDE
+        ),
+    )
+
+
 def swin2sr_x2_random() -> str:
     """Swin2SR at caidas/swin2SR-classical-sr-x2-64's shape (pixelshuffle upsampler), random weights."""
     return cached(

@@ -1,14 +1,15 @@
 """The product-photo pipeline (`edit_images +experiment=product_photos`), stage by stage, in one run.
 
-    python -m benchmarks.product_photos [--rows N] [--device cpu|cuda] [--json out.json]
+    python -m benchmarks.product_photos [--rows N] [--device cpu|cuda] [--segmenter mask2former-tiny]
+        [--json out.json]
 
 On the same synthetic photos it measures, in images/s:
 1. CPU stage ceilings on every core (a process pool, one per core, no Ray): `decode_rgb` (decode,
    orient, bound) on the JPEGs and `encode_images` (the preset's JPEG + two WebP thumbnails) on
    the images the model chain made;
 2. model ceilings, each operator alone in this process on pre-decoded batches of the preset's
-   sizes, fed what the stage before it made: BackgroundRemover (SegFormer), ImageUpscaler (Swin2SR
-   x2), ChatCaptioner under the preset's JSON schema (SmolVLM-256M shape);
+   sizes, fed what the stage before it made: BackgroundRemover (SegFormer-B2, or --segmenter),
+   ImageUpscaler (Swin2SR x2), ChatCaptioner under the preset's JSON schema (SmolVLM-256M shape);
 3. rayjobs end to end after Ray is up, with each model stage's rate inside the pipeline;
 4. ratios: end to end over the slowest model ceiling and over the bound of stages that share a
    device (1 / sum(1 / ceiling)), and GPU-seconds (CPU-seconds on a CPU) per 1,000 photos.
@@ -42,12 +43,18 @@ CHUNK = 8  # images per process-pool task
 DEFAULTS = {"cpu": (8, 0.5), "cuda": (256, 1.0)}  # rows, photo scale (1.0: 256-640 px)
 
 
-def checkpoints(device: str, segformer: str, swin2sr: str) -> dict[str, str]:
-    """Random-weight checkpoints per edit: B2 / classical at real size; b0 / lightweight if asked."""
+SEGMENTERS = {
+    "segformer-b2": models.segformer_b2_random,
+    "segformer-b0": models.segformer_b0_random,
+    "mask2former-tiny": models.mask2former_tiny_random,
+}
+
+
+def checkpoints(device: str, segmenter: str, swin2sr: str) -> dict[str, str]:
+    """Random-weight checkpoints per edit at real models' shapes: `segmenter` (SEGMENTERS), Swin2SR
+    classical or lightweight, SmolVLM-256M."""
     return {
-        "remove_background": models.segformer_b2_random()
-        if segformer == "b2"
-        else models.segformer_b0_random(),
+        "remove_background": SEGMENTERS[segmenter](),
         "upscale": models.swin2sr_x2_random()
         if swin2sr == "classical"
         else models.swin2sr_lightweight_x2_random(),
@@ -374,7 +381,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--max-new-tokens", type=int, help=f"default: {CPU_NEW_TOKENS} on a CPU, the preset's on a GPU"
     )
-    parser.add_argument("--segformer", choices=("b2", "b0"), default="b2")
+    parser.add_argument("--segmenter", choices=tuple(SEGMENTERS), default="segformer-b2")
     parser.add_argument("--swin2sr", choices=("classical", "lightweight"), help="default: classical on a GPU")
     parser.add_argument("overrides", nargs="*", help="more rayjobs overrides, e.g. describe.batch_size=4")
     args = parser.parse_intermixed_args(argv)
@@ -390,7 +397,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # The classical x2 shape takes about a minute a 256 px tile on 2 CPU cores.
     swin2sr = args.swin2sr or ("classical" if device == "cuda" else "lightweight")
     new_tokens = args.max_new_tokens or (CPU_NEW_TOKENS if device == "cpu" else 256)
-    paths = checkpoints(device, args.segformer, swin2sr)
+    paths = checkpoints(device, args.segmenter, swin2sr)
     started = time.perf_counter()
     measured = measure(
         models.CACHE / f"work-product_photos-{rows}", rows, device, paths, new_tokens, scale, args.overrides

@@ -465,21 +465,23 @@ def mask2former(
     folder: Path,
     labels: Sequence[str] = ("background", "product", "shadow"),
     shape: Mapping[str, Any] = TOY_MASK2FORMER,
+    backbone: Mapping[str, Any] = TOY_SWIN,
     side: int = 64,
 ) -> Path:
     """A Mask2Former (mask classification: queries x classes, queries x masks at a quarter of the
-    input) on a Swin backbone; its processor keeps the aspect ratio, rounds to 32 px and pads."""
+    input) on a Swin backbone; its processor keeps the aspect ratio, rounds to 32 px and pads.
+    An empty `shape` is transformers' default decoder (100 queries, 10 layers), the real models'."""
     import torch
     from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
     from transformers.models.mask2former import image_processing_pil_mask2former as pil
 
     torch.manual_seed(0)
-    backbone = SwinConfig(
-        **TOY_SWIN, image_size=side, patch_size=4, out_features=["stage1", "stage2", "stage3", "stage4"]
+    swin = SwinConfig(
+        **backbone, image_size=side, patch_size=4, out_features=["stage1", "stage2", "stage3", "stage4"]
     )
     config = Mask2FormerConfig(
         **shape,
-        backbone_config=backbone,
+        backbone_config=swin,
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )

@@ -22,10 +22,8 @@ OUTPUTS = ("rgba", "composite")
 BACKGROUND_NAMES = ("background", "bg")  # compared lowercased, without surrounding "_" or spaces
 # What a checkpoint's head gives, by the auto class that loads it; the probability is made to match.
 SEMANTIC, MASK_CLASSIFICATION, MATTING = "semantic", "mask classification", "matting"
-MASK_CLASSIFIERS = (
-    "mask2former",
-    "maskformer",
-)  # oneformer takes task tokens too, detr names outputs otherwise
+# Of the universal segmentation models: oneformer also takes task tokens, detr names its outputs apart.
+MASK_CLASSIFIERS = ("mask2former", "maskformer")
 
 
 class BackgroundRemover:
@@ -168,8 +166,8 @@ class BackgroundRemover:
                 raise ValueError(f"BackgroundRemover takes RGB images, got shape {image.shape}")
         encoded = self.processor(images=[Image.fromarray(image) for image in images], **self.process_options)
         pixels = [torch.as_tensor(values) for values in encoded["pixel_values"]]  # numpy or torch, by backend
-        padded = "pixel_mask" in encoded  # its 1s mark the photo, 0s the padding
-        valid = [torch.as_tensor(values) for values in encoded["pixel_mask"]] if padded else None
+        # Processors that pad a batch to one size (Mask2Former) mark the photo's pixels with 1s.
+        valid = [torch.as_tensor(mask) for mask in encoded["pixel_mask"]] if "pixel_mask" in encoded else None
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, values in enumerate(pixels):  # processors that keep the aspect ratio vary in size
             groups.setdefault(tuple(values.shape), []).append(i)
