@@ -226,12 +226,8 @@ def run_preset(cfg: Any) -> dict[str, Any]:
         result = rayjobs.run(cfg)
         finished = time.perf_counter()
     rows = result.rows_written + result.rows_errored + result.rows_filtered
-    model_stages = [s for s in result.stats.get("stages", []) if "ModelStage" in s["name"]]
-    stage_rates = (
-        {f"{e}_stage": s["rows_per_s"] for e, s in zip(EDITS, model_stages, strict=True)}
-        if len(model_stages) == len(EDITS)
-        else {}
-    )
+    rates = {stage["name"]: stage["rows_per_s"] for stage in result.stats.get("stages", [])}
+    stage_rates = {f"{edit}_stage": rates.get(f"MapBatches(ModelStage[{edit}])") for edit in EDITS}
     return {
         "e2e": rows / (finished - ray_up),
         "e2e_with_ray_start": rows / (finished - started),

@@ -40,7 +40,7 @@ from rayjobs.config.score_options import check_filters
 from rayjobs.io.csv_output import write_csv
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
-from rayjobs.pipeline.model_stage import ModelStage
+from rayjobs.pipeline.model_stage import named_stage
 from rayjobs.pipeline.write_results import write_results
 from rayjobs.report.contact_sheet import ContactSheet
 
@@ -76,7 +76,8 @@ def run(cfg: DictConfig) -> RunResult:
         images = images.map_batches(add_prompts, fn_kwargs=prompts, **job.task_args())
     for edit in edits:
         options = describe.options if edit == "describe" else None
-        images = job.feed(images, edit).map_batches(ModelStage, **job.model_args(edit, options=options))
+        stage = named_stage(edit)
+        images = job.feed(images, edit).map_batches(stage, **job.model_args(edit, options=options))
     cpu = job.task_args("encode")
     if describe.properties:  # the schema's properties as columns: title, alt_text, tags ...
         fields = {"source": "caption", "columns": describe.properties}

@@ -41,7 +41,7 @@ from rayjobs.config.image_outputs import (
 from rayjobs.config.score_options import check_filters, scorer_io, scorer_options, wants_scores
 from rayjobs.pipeline.cli import run_cli
 from rayjobs.pipeline.job_run import RunResult, start_job
-from rayjobs.pipeline.model_stage import ModelStage
+from rayjobs.pipeline.model_stage import ModelStage, named_stage
 from rayjobs.pipeline.write_results import write_results
 from rayjobs.report.contact_sheet import ContactSheet
 
@@ -74,7 +74,7 @@ def run(cfg: DictConfig) -> RunResult:
     if scoring:  # its inputs made by CPU tasks, then its own actor pool
         inputs = score_inputs(images, cfg, job.task_args("encode"))
         images = job.feed(inputs, "scorer").map_batches(
-            ModelStage, **job.model_args("scorer", options=scoring)
+            named_stage("scorer"), **job.model_args("scorer", options=scoring)
         )
     if cfg.filter:
         images = images.map_batches(

@@ -212,6 +212,13 @@ class ModelStage:
         return out
 
 
+def named_stage(stage: str) -> type[ModelStage]:
+    """ModelStage under a class name of its own for a chain's `stage` (ModelStage[upscale]): Ray
+    Data keys each operator's stats by its name, so a chain's second MapBatches(ModelStage) would
+    report "[execution cached]" instead of its rate."""
+    return type(f"ModelStage[{stage}]", (ModelStage,), {})
+
+
 def _release_memory() -> None:
     import torch
 

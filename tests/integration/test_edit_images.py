@@ -75,6 +75,10 @@ def test_background_then_upscale_equals_the_operators_by_hand(
     assert sorted(errors) == ["broken.jpg", "sub/empty.png"]
     page = (tmp_path / "out" / "report.html").read_text()
     assert '"before":["before_256"]' in page
+    # Each pool of the chain reports its own rate (Ray Data keys stage stats by name).
+    rates = {stage["name"]: stage["rows_per_s"] for stage in result.stats["stages"]}
+    for stage in ("remove_background", "upscale"):
+        assert rates[f"MapBatches(ModelStage[{stage}])"] > 0
 
 
 def test_cutouts_and_a_coverage_filter(local_ray, tmp_path, tiny_segformer):

@@ -166,6 +166,8 @@ def test_the_chain_scores_filters_and_thumbnails_every_image_in_one_run(
     filtered = {r["id"]: r for r in pq.read_table(out / "filtered").to_pylist()}
     assert set(data) == kept and set(filtered) == set(made) - kept
     assert (result.rows_written, result.rows_filtered, result.rows_errored) == (3, 3, 1)
+    rates = {stage["name"]: stage["rows_per_s"] for stage in result.stats["stages"]}
+    assert rates["MapBatches(ModelStage)"] > 0 and rates["MapBatches(ModelStage[scorer])"] > 0
     for key, row in {**data, **filtered}.items():
         assert row["clip_cosine"] == pytest.approx(cosine[key], abs=1e-4)
         assert row["clip_score"] == pytest.approx(100 * max(cosine[key], 0), abs=1e-2)
