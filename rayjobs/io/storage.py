@@ -88,34 +88,23 @@ def open_file(fs, path: str, size: int | None = None):
 
 def write_bytes(fs, path: str, data: bytes) -> None:
     """Readers see the whole file or none of it: rename on local disk; object-store PUTs are atomic."""
-    retrying(lambda: _write_bytes(fs, path, data))
-
-
-def _write_bytes(fs, path: str, data: bytes) -> None:
-    if is_local(fs):
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with fs.open(tmp, "wb") as handle:
-            handle.write(data)
-        fs.mv(tmp, path)
-    else:
-        with fs.open(path, "wb") as handle:
-            handle.write(data)
+    retrying(lambda: _whole(fs, path, lambda target: fs.pipe_file(target, data)))
 
 
 def upload_file(fs, path: str, local_path: str) -> None:
     """A local file copied to `path`, seen whole or not at all, as write_bytes; memory stays flat."""
-    retrying(lambda: _upload_file(fs, path, local_path))
+    retrying(lambda: _whole(fs, path, lambda target: fs.put_file(local_path, target)))
 
 
-def _upload_file(fs, path: str, local_path: str) -> None:
-    if is_local(fs):
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        fs.put_file(local_path, tmp)
-        fs.mv(tmp, path)
-    else:
-        fs.put_file(local_path, path)
+def _whole(fs, path: str, write: Callable[[str], Any]) -> None:
+    """`write` to `path`: on local disk to a temporary name first, then renamed."""
+    if not is_local(fs):
+        write(path)
+        return
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    write(tmp)
+    fs.mv(tmp, path)
 
 
 def write_parquet(fs, path: str, table: pa.Table, compression: str = "zstd") -> None:
