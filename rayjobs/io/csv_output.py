@@ -37,12 +37,11 @@ def write_csv(fs, root: str) -> int:
                     flat = _flat(_conformed(pa.Table.from_batches([batch]), schema))
                     if flat.num_columns == 0:
                         break
-                    writer = writer or pv.CSVWriter(spool, flat.schema)
+                    writer = writer or pv.CSVWriter(spool.name, flat.schema)
                     writer.write_table(flat)
                     rows += flat.num_rows
         if writer is not None:
             writer.close()
-        spool.flush()
         upload_file(fs, join(root, CSV_FILE), spool.name)
     return rows
 
