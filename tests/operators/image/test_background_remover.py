@@ -126,9 +126,8 @@ def mask_classification_by_hand(path: str, images: list[np.ndarray]) -> list[np.
     inputs = processor(images=[Image.fromarray(image) for image in images], return_tensors="pt")
     with torch.no_grad():
         outputs = model(**inputs)
-    classes = outputs.class_queries_logits.softmax(-1)[
-        ..., :-1
-    ]  # B x queries x (background, product, shadow)
+    # B x queries x (background, product, shadow): the no-object class dropped
+    classes = outputs.class_queries_logits.softmax(-1)[..., :-1]
     masks = outputs.masks_queries_logits.sigmoid()  # B x queries x h x w
     scores = (classes[..., None, None] * masks[:, :, None]).sum(dim=1)  # B x classes x h x w
     probabilities = scores[:, 1:].sum(dim=1) / scores.sum(dim=1).clamp(min=1)
