@@ -533,6 +533,42 @@ def sapiens2_matting(folder: Path, shape: Mapping[str, Any] = TOY_SAPIENS2, side
     return folder
 
 
+TOY_VITDET = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 2}
+
+
+def vitmatte(folder: Path, backbone: Mapping[str, Any] = TOY_VITDET, side: int = 64) -> Path:
+    """A VitMatte trimap matting model (photo and trimap in, 4 channels; alpha out at the
+    input's size) on a ViTDet backbone; its processor pads to a multiple of 32, bottom and right."""
+    import torch
+    from transformers import VitDetConfig, VitMatteConfig, VitMatteForImageMatting
+    from transformers.models.vitmatte import image_processing_pil_vitmatte as pil
+
+    torch.manual_seed(0)
+    spread = 0.2  # at the default 0.02 every pixel's alpha is 0.5
+    config = VitMatteConfig(
+        backbone_config=VitDetConfig(
+            **backbone,
+            image_size=side,
+            pretrain_image_size=side,
+            patch_size=16,
+            num_channels=4,
+            initializer_range=spread,
+        ),
+        hidden_size=backbone["hidden_size"],
+        convstream_hidden_sizes=[8, 16, 16],
+        fusion_hidden_sizes=[16, 16, 8, 8],
+        initializer_range=spread,
+    )
+    model = VitMatteForImageMatting(config).eval()
+    with torch.no_grad():  # and its last conv's output still spans a few hundredths: widen it
+        last = model.decoder.matting_head.matting_convs[-1]
+        last.weight.mul_(100)
+        last.bias.zero_()
+    model.save_pretrained(folder)
+    pil.VitMatteImageProcessorPil().save_pretrained(folder)  # the default backend needs torchvision
+    return folder
+
+
 TOY_SWIN2SR = {"embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2], "window_size": 8, "mlp_ratio": 2.0}
 
 

@@ -110,5 +110,10 @@ def tiny_sd_upscaler(models_dir) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_vitmatte(models_dir) -> str:
+    return str(tiny_models.tiny_vitmatte(models_dir / "vitmatte"))
+
+
+@pytest.fixture(scope="session")
 def tiny_swin2sr(models_dir) -> str:
     return str(tiny_models.tiny_swin2sr(models_dir / "swin2sr"))

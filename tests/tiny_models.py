@@ -76,6 +76,11 @@ def tiny_sd_upscaler(folder: Path) -> Path:
     return build.stable_diffusion_upscaler(folder)
 
 
+def tiny_vitmatte(folder: Path) -> Path:
+    """A VitMatte trimap matting model (ViTDet with 2 layers of 32)."""
+    return build.vitmatte(folder)
+
+
 def tiny_swin2sr(folder: Path) -> Path:
     """A Swin2SR x2 (embed dim 16, two one-block stages, window 8)."""
     return build.swin2sr(folder)

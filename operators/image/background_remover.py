@@ -10,6 +10,7 @@ import numpy as np
 
 from operators.image.decode_images import raw_pixels
 from operators.image.transform_images import parse_background
+from operators.image.trimap_matting import TrimapMatting
 from operators.load_pretrained import load_pretrained, trust_flag
 from operators.model_files import local_model_dir
 from operators.torch_device import inference_mode
@@ -50,6 +51,9 @@ class BackgroundRemover:
       Default: every label but those named background / bg (e.g. "__background__"), or, when no
       label has such a name, every label but id 0. Checkpoints without a background class
       (ADE20K's "wall", "floor" ...) need `classes`; one-channel and matting heads take none.
+    - `matting`: a trimap matting checkpoint (VitMatte) that refines the mask's edge: `matting_band`
+      px either side of it are left to that model, whose alpha replaces the probability (with
+      `soft`, fine edges stay soft); operators/image/trimap_matting.py.
     - `output="rgba"`: the photo with the alpha as a fourth channel, same size.
     - `output="composite"`: the photo blended onto `background_color` by alpha, cropped to the
       mask's bounding box, scaled (up or down) to fit the canvas less `padding` (a fraction of
@@ -75,6 +79,8 @@ class BackgroundRemover:
         background_color: str | Sequence[int] = "#ffffff",
         padding: float = 0.05,
         canvas: int | None = None,
+        matting: str | None = None,
+        matting_band: int = 10,
         dtype: str = "auto",
         device: str = "auto",
         trust_remote_code: bool = False,
@@ -131,6 +137,13 @@ class BackgroundRemover:
         self.foreground_ids = foreground_labels(labels, classes) if picks else []
         self.threshold, self.soft, self.output = threshold, soft, output
         self.padding, self.canvas = padding, canvas
+        self.matting = (
+            TrimapMatting(
+                matting, matting_band, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+            )
+            if matting
+            else None
+        )
 
     @inference_mode
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -144,6 +157,8 @@ class BackgroundRemover:
         shapes = np.zeros((len(images), 3), dtype=np.int32)
         coverage = np.zeros(len(images), dtype=np.float32)
         for i, (image, probability) in enumerate(zip(images, self.foreground(images), strict=True)):
+            if self.matting is not None:
+                probability = self.matting(image, probability > self.threshold)
             mask = probability > self.threshold
             alpha = probability if self.soft else mask.float()
             pixels = torch.from_numpy(np.array(image)).to(self.device)  # a writable copy
@@ -239,10 +254,9 @@ def head_kind(config: PretrainedConfig) -> str:
     """SEMANTIC, MASK_CLASSIFICATION or MATTING: what a checkpoint's head predicts."""
     from transformers.models.auto import modeling_auto
 
-    if config.model_type == "vitmatte":  # its processor and forward take a trimap, which nothing here makes
+    if config.model_type == "vitmatte":  # its processor and forward take a trimap as well
         raise ValueError(
-            "vitmatte refines a trimap, which BackgroundRemover does not make: "
-            "use a model that mattes the photo alone (sapiens2) or a segmentation checkpoint"
+            "vitmatte refines a trimap: give it as `matting` beside a segmentation checkpoint in `path`"
         )
     if set(config.architectures or ()) & set(modeling_auto.MODEL_FOR_IMAGE_MATTING_MAPPING_NAMES.values()):
         return MATTING

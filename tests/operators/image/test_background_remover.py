@@ -28,6 +28,7 @@ from operators.image.background_remover import (
     parse_colour,
 )
 from operators.image.decode_images import raw_pixels, rgb_image
+from operators.image.trimap_matting import trimap_of
 
 GREY, RED, WHITE = (128, 128, 128), (255, 0, 0), (255, 255, 255)
 
@@ -177,7 +178,7 @@ def test_the_head_kind_comes_from_the_checkpoint_s_architecture():
     assert head_kind(matting) == MATTING
     assert head_kind(Sapiens2Config(architectures=["Sapiens2ForSemanticSegmentation"])) == SEMANTIC
     assert head_kind(Mask2FormerConfig()) == MASK_CLASSIFICATION
-    with pytest.raises(ValueError, match="vitmatte refines a trimap"):
+    with pytest.raises(ValueError, match="vitmatte refines a trimap: give it as `matting`"):
         head_kind(VitMatteConfig())
     with pytest.raises(
         ValueError, match="oneformer checkpoints are not supported: use mask2former or maskformer"
@@ -293,6 +294,46 @@ def test_rgba_output_reads_back_as_an_rgba_image_for_the_encode_stage(full_size_
     assert picture.mode == "RGBA" and picture.size == (30, 20)
     alpha = np.asarray(picture)[..., 3]
     assert (alpha[5:10, 5:20] == 255).all() and alpha.sum() == 255 * 5 * 15
+
+
+def test_a_trimap_leaves_a_band_either_side_of_the_mask_s_edge():
+    mask = torch.zeros(20, 30, dtype=torch.bool)
+    mask[5:15, 0:12] = True  # touches the photo's left border
+    trimap = trimap_of(mask, band=2).numpy()
+    expected = np.zeros((20, 30), dtype=np.uint8)
+    expected[3:17, 0:14] = 128  # grown by 2 (the border is no background)
+    expected[7:13, 0:10] = 255  # shrunk by 2 from the edges inside the photo
+    assert np.array_equal(trimap, expected)
+
+
+def test_a_vitmatte_refines_the_mask_s_edge_band_only(
+    full_size_segformer, tiny_vitmatte, tiny_sapiens2_matting
+):
+    def rectangle(image):
+        image[10:30, 12:40] = RED
+
+    image = photo_with((44, 52), rectangle)
+    out = remover(full_size_segformer, output="rgba", soft=True, matting=tiny_vitmatte, matting_band=3)(
+        batch_of([image])
+    )
+    alpha = edited(out)[0][..., 3].astype(int)
+    mask = torch.zeros(44, 52, dtype=torch.bool)
+    mask[10:30, 12:40] = True
+    trimap = trimap_of(mask, band=3).numpy()
+    processor = AutoImageProcessor.from_pretrained(tiny_vitmatte)
+    model = AutoModelForImageMatting.from_pretrained(tiny_vitmatte).eval()
+    inputs = processor(
+        images=[Image.fromarray(image)], trimaps=[Image.fromarray(trimap)], return_tensors="pt"
+    )
+    with torch.no_grad():
+        by_hand = model(**inputs).alphas[0, 0, :44, :52].numpy()  # the processor padded to 64 x 64
+    band = trimap == 128
+    assert band.sum() == (26 * 34 - 14 * 22)  # the rectangle grown and shrunk by 3 px
+    assert np.abs(alpha[band] - np.round(by_hand[band] * 255)).max() <= 1
+    assert (alpha[trimap == 255] == 255).all() and (alpha[trimap == 0] == 0).all()
+    assert 0 < alpha[band].min() < alpha[band].max() < 255  # the model's own alpha, not the mask
+    with pytest.raises(ValueError, match="matting takes a trimap model"):
+        BackgroundRemover(full_size_segformer, matting=tiny_sapiens2_matting)
 
 
 def test_foreground_labels_default_to_everything_but_the_background():
